@@ -1,0 +1,100 @@
+"""``python -m flows run | verify | trends | publish | serve | nightly``.
+
+Each sub-command's handler lives beside the code it drives and is imported only
+when that command runs, so ``verify`` works without Prefect or pandas loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+DEFAULT_ROOT = "pilot_artifacts"
+
+# command -> (module, handler); each handler takes the parsed args, returns an exit code.
+_HANDLERS = {
+    "run": ("flows.runner", "cmd_run"),
+    "verify": ("flows.evidence", "cmd_verify"),
+    "trends": ("flows.history", "cmd_trends"),
+    "publish": ("flows.site", "cmd_publish"),
+    "synth": ("flows.synthetic", "cmd_synth"),
+    "nightly": ("flows.nightly", "cmd_nightly"),
+    "serve": ("flows.deploy", "cmd_serve"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m flows",
+        description="Chaos drills against the process supervisor, with verifiable evidence.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run drills into a new run folder (no Prefect needed)")
+    run.add_argument("--artifacts", default=DEFAULT_ROOT, metavar="ROOT",
+                     help="evidence root; a new chaos-drill-<UTC stamp> folder is made in it "
+                          "(default: %(default)s)")
+    run.add_argument("--run-dir", metavar="DIR",
+                     help="write into exactly this folder instead of a new one under ROOT")
+    run.add_argument("--drill", action="append", metavar="ID", dest="drills",
+                     help="run only this drill; repeat for several (default: all)")
+    run.add_argument("--config", metavar="FILE",
+                     help="supervisor config (TOML) whose programs to drill "
+                          "(default: the demo worker)")
+    run.add_argument("--command-line", help=argparse.SUPPRESS)
+
+    verify = sub.add_parser("verify", help="re-hash a run folder, or every run and the chain")
+    verify.add_argument("path", nargs="?", default=DEFAULT_ROOT, metavar="RUN_DIR|ROOT",
+                        help="one run folder, or a root holding run folders "
+                             "(default: %(default)s)")
+
+    trends = sub.add_parser("trends", help="print per-drill trends in the terminal")
+    trends.add_argument("--artifacts", default=DEFAULT_ROOT, metavar="ROOT")
+
+    publish = sub.add_parser("publish", help="compute trends and build the evidence site")
+    publish.add_argument("--artifacts", default=DEFAULT_ROOT, metavar="ROOT")
+    publish.add_argument("--site-dir", default="site", metavar="DIR",
+                         help="where mkdocs writes the site (default: %(default)s)")
+    publish.add_argument("--no-build", action="store_true",
+                         help="generate the Markdown pages only; skip mkdocs build")
+
+    synth = sub.add_parser("synth", help="write synthetic run folders (for demos and benchmarks)")
+    synth.add_argument("--artifacts", required=True, metavar="ROOT")
+    synth.add_argument("--runs", type=int, default=30, metavar="N")
+    synth.add_argument("--seed", type=int, default=1)
+
+    nightly = sub.add_parser("nightly", help="run the nightly-drills Prefect flow once, locally")
+    nightly.add_argument("--artifacts", default=DEFAULT_ROOT, metavar="ROOT")
+    nightly.add_argument("--drill", action="append", metavar="ID", dest="drills")
+    nightly.add_argument("--config", metavar="FILE")
+    nightly.add_argument("--no-publish", action="store_true", help="skip trends and site")
+
+    serve = sub.add_parser("serve", help="serve the nightly deployment to a Prefect server")
+    serve.add_argument("--cron", default=None,
+                       help='schedule (default: env NIGHTLY_CRON or "0 2 * * *")')
+    serve.add_argument("--timezone", default=None,
+                       help="schedule timezone (default: env NIGHTLY_TIMEZONE or UTC)")
+    serve.add_argument("--with-server", action="store_true",
+                       help="also start a local Prefect server on 127.0.0.1")
+    serve.add_argument("--port", type=int, default=4200, help="local server port")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    module_name, handler_name = _HANDLERS[args.command]
+    handler = getattr(importlib.import_module(module_name), handler_name)
+    try:
+        return int(handler(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
