@@ -1,0 +1,238 @@
+"""The HTTP API. Routes parse, call the manager, and shape the answer; nothing more."""
+
+
+import json
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import anyio
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+
+from supervisor import _faults
+from supervisor.auth import Token
+from supervisor.errors import AmbiguousProgram, UnknownProgram
+from supervisor.manager import ProcessManager
+
+log = logging.getLogger("supervisor.api")
+
+MAX_BODY = 64 * 1024
+_DRAIN_LIMIT = 8 * 1024 * 1024
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Error(BaseModel):
+    detail: Any = Field(description="what was wrong (a message, or a list of field errors)")
+
+
+class ProcessInfo(BaseModel):
+    name: str
+    state: str
+    pid: int | None
+    pgid: int | None
+    started_at: str | None
+    exit_code: int | None
+    exit_signal: int | None
+    restarts: int
+    last_error: str | None
+    command: list[str]
+
+
+class ProcessList(BaseModel):
+    processes: list[ProcessInfo]
+
+
+class NameBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(default=None, max_length=64)
+
+
+class KillBody(NameBody):
+    timeout: float | None = Field(default=None, gt=0, le=300,
+                                  description="seconds before SIGKILL; default stop_timeout")
+
+
+class KillResult(BaseModel):
+    name: str
+    pid: int | None
+    already_stopped: bool
+    exit_code: int | None
+    signal: int | None
+    duration_ms: float
+    survivors: list[int]
+
+
+class RestartResult(BaseModel):
+    kill: KillResult
+    process: ProcessInfo
+
+
+class Event(BaseModel):
+    id: int
+    process_id: int | None
+    program: str | None
+    kind: str | None
+    detail: str | None
+    created_at: str | None
+
+
+class EventList(BaseModel):
+    events: list[Event]
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Error, "description": "missing or wrong bearer token"},
+    404: {"model": Error, "description": "unknown program"},
+    413: {"model": Error, "description": "body over 64 KiB"},
+    422: {"model": Error, "description": "malformed request"},
+}
+_QUERY_ERRORS = {k: v for k, v in _ERRORS.items() if k != 413}
+
+
+class BodyLimit:
+    """Answer 413 for bodies over the limit, before the app sees them."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]], limit: int = MAX_BODY) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http" or _faults.active("no_body_limit"):
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._drain(receive)
+            await self._reject(send)
+            return
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            more = message.get("more_body", False)
+            if size > self.limit:
+                if more:
+                    await self._drain(receive)
+                await self._reject(send)
+                return
+        body, replayed = b"".join(chunks), False
+
+        async def replay() -> dict:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _drain(self, receive: Callable) -> None:
+        seen = 0
+        while seen < _DRAIN_LIMIT:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            seen += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return
+
+    async def _reject(self, send: Callable) -> None:
+        body = json.dumps({"detail": f"request body over {self.limit} bytes"}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def create_app(manager: ProcessManager, token: Token, *, manage_lifecycle: bool = True) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if manage_lifecycle:
+            await anyio.to_thread.run_sync(manager.start)
+        log.info("event=ready programs=%s", list(manager.programs))
+        yield
+        if manage_lifecycle:
+            await anyio.to_thread.run_sync(manager.shutdown)
+
+    app = FastAPI(
+        title="Process supervisor",
+        version="1",
+        description="Starts programs, stops whole process trees, and answers every kill.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodyLimit)
+    bearer = HTTPBearer(auto_error=False)
+
+    def authorised(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> None:
+        if _faults.active("no_auth"):
+            return
+        if credentials is None or not token.matches(credentials.credentials):
+            raise _Unauthorised()
+
+    auth = [Depends(authorised)]
+
+    @app.exception_handler(_Unauthorised)
+    async def _unauthorised(request: Request, exc: _Unauthorised) -> JSONResponse:
+        return JSONResponse({"detail": "missing or wrong bearer token"}, status_code=401,
+                            headers={"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(UnknownProgram)
+    async def _unknown(request: Request, exc: UnknownProgram) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(AmbiguousProgram)
+    async def _ambiguous(request: Request, exc: AmbiguousProgram) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    @app.get("/healthz", response_model=Health, tags=["health"])
+    def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/processes", response_model=ProcessList, dependencies=auth, responses=_QUERY_ERRORS)
+    def processes() -> dict:
+        return {"processes": [p.snapshot() for p in manager.programs.values()]}
+
+    @app.get("/process", response_model=ProcessInfo, dependencies=auth, responses=_QUERY_ERRORS)
+    def process(name: Annotated[str | None, Query(max_length=64)] = None) -> dict:
+        return manager.get(name).snapshot()
+
+    @app.post("/process/start", response_model=ProcessInfo, dependencies=auth, responses=_ERRORS)
+    def start(body: NameBody | None = None) -> dict:
+        return manager.start_program(body.name if body else None)
+
+    @app.post("/process/kill", response_model=KillResult, dependencies=auth, responses=_ERRORS)
+    def kill(body: KillBody | None = None) -> Any:
+        result = manager.kill(body.name if body else None, body.timeout if body else None)
+        if _faults.active("kill_500"):
+            return JSONResponse({"detail": "injected fault"}, status_code=500)
+        if _faults.active("kill_drop"):
+            os._exit(1)  # the old bug: the kill took the supervisor down, the client saw no answer
+        return result
+
+    @app.post("/process/restart", response_model=RestartResult, dependencies=auth,
+              responses=_ERRORS)
+    def restart(body: NameBody | None = None) -> dict:
+        return manager.restart(body.name if body else None)
+
+    @app.get("/events", response_model=EventList, dependencies=auth, responses=_QUERY_ERRORS)
+    def events(limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
+        return {"events": manager.events(limit)}
+
+    return app
+
+
+class _Unauthorised(Exception):
+    pass

@@ -1,0 +1,445 @@
+"""The process manager: spawns programs, watches them, and stops whole trees.
+
+No HTTP here: ``supervisor.api`` calls the public methods and shapes answers.
+Every state change goes through ``_transition``, which checks the table in
+``supervisor.states`` and writes the new state and its event in one DB
+transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from supervisor import _faults, _linux, keeper, ladder
+from supervisor.config import Config, ProgramConfig
+from supervisor.errors import AmbiguousProgram, UnknownProgram
+from supervisor.states import ACTIVE, InvalidTransition, State, can_transition
+from supervisor.statedb import StateDB
+
+log = logging.getLogger("supervisor.process")
+
+INSTANCE_ENV = "SUPERVISOR_INSTANCE"
+PROGRAM_ENV = "SUPERVISOR_PROGRAM"
+MONITOR_TICK_S = 0.25
+
+
+def _iso_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass
+class Program:
+    cfg: ProgramConfig
+    db_id: int
+    state: State = State.STOPPED
+    popen: subprocess.Popen[bytes] | None = None
+    leader: _linux.ProcInfo | None = None
+    leader_fd: int = -1
+    started_at: str | None = None
+    started_mono: float = 0.0
+    exit_code: int | None = None
+    exit_signal: int | None = None
+    last_error: str | None = None
+    quick_failures: int = 0
+    restarts: int = 0
+    next_start_at: float | None = None
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+    @property
+    def name(self) -> str:
+        return self.cfg.name
+
+    def snapshot(self) -> dict[str, Any]:
+        leader = self.leader if self.state in ACTIVE else None
+        return {
+            "name": self.name,
+            "state": self.state.value,
+            "pid": leader.pid if leader else None,
+            "pgid": leader.pgid if leader else None,
+            "started_at": self.started_at if leader else None,
+            "exit_code": self.exit_code,
+            "exit_signal": self.exit_signal,
+            "restarts": self.restarts,
+            "last_error": self.last_error,
+            "command": list(self.cfg.command),
+        }
+
+
+class ProcessManager:
+    def __init__(self, config: Config, db: StateDB) -> None:
+        self.config = config
+        self.db = db
+        self.instance = uuid.uuid4().hex
+        self.programs = {p.name: Program(p, db.process_id(p.name)) for p in config.programs}
+        self.log_dir = db.path.parent / "logs"
+        self._keeper: subprocess.Popen[bytes] | None = None
+        self._monitor: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._wake_r, self._wake_w = os.pipe()
+
+    # ----- lifecycle -------------------------------------------------------
+
+    def start(self) -> None:
+        faults = _faults.enabled()
+        if faults:
+            log.warning("event=faults_active faults=%s (test-only; evidence is void)", sorted(faults))
+        if not _faults.active("no_subreaper"):
+            _linux.set_child_subreaper()
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._reconcile()
+        if not _faults.active("no_keeper"):
+            self._start_keeper()
+        for prog in self.programs.values():
+            if prog.cfg.autostart:
+                with prog.lock:
+                    self._spawn(prog)
+        self._monitor = threading.Thread(target=self._monitor_loop, name="monitor", daemon=True)
+        self._monitor.start()
+
+    def shutdown(self) -> None:
+        """Stop every program in parallel through the ladder, write states, stop the keeper."""
+        self._stopping.set()
+        os.write(self._wake_w, b"x")
+        if self._monitor is not None:
+            self._monitor.join(timeout=5)
+        if not _faults.active("no_shutdown_stop"):
+            threads = [
+                threading.Thread(target=self._stop_for_shutdown, args=(p,), name=f"stop-{p.name}")
+                for p in self.programs.values()
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            self._sweep_descendants()
+        if self._keeper is not None and not _faults.active("no_shutdown_stop"):
+            self._keeper.stdin.close()
+            try:
+                self._keeper.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                self._keeper.kill()
+                self._keeper.wait()
+        log.info("event=shutdown_complete")
+
+    # ----- public operations ------------------------------------------------
+
+    def get(self, name: str | None) -> Program:
+        if name is None:
+            if len(self.programs) == 1:
+                return next(iter(self.programs.values()))
+            raise AmbiguousProgram(list(self.programs))
+        prog = self.programs.get(name)
+        if prog is None:
+            raise UnknownProgram(name, list(self.programs))
+        return prog
+
+    def start_program(self, name: str | None) -> dict[str, Any]:
+        prog = self.get(name)
+        with prog.lock:
+            if prog.state not in ACTIVE:
+                prog.quick_failures = 0
+                prog.next_start_at = None
+                self._spawn(prog)
+            return prog.snapshot()
+
+    def kill(self, name: str | None, timeout: float | None = None) -> dict[str, Any]:
+        prog = self.get(name)
+        started = time.perf_counter()
+        with prog.lock:
+            members = self._members(prog)
+            leader_pid = prog.leader.pid if prog.leader else None
+            if prog.state not in ACTIVE and not members:
+                if prog.state is not State.STOPPED:
+                    self._transition(prog, State.STOPPED, "stopped", f"kill while {prog.state.value}")
+                return self._kill_answer(prog, leader_pid, True, [], started)
+            self._transition(prog, State.STOPPING, "stopping", "kill requested")
+            result = self._terminate(prog, timeout)
+            self._transition(
+                prog, State.STOPPED, "stopped", self._exit_detail(prog), pid=None,
+                exit_code=prog.exit_code, exit_signal=prog.exit_signal,
+            )
+            return self._kill_answer(prog, leader_pid, False, result.survivors, started)
+
+    def restart(self, name: str | None) -> dict[str, Any]:
+        killed = self.kill(name)
+        return {"kill": killed, "process": self.start_program(name)}
+
+    def events(self, limit: int) -> list[dict[str, Any]]:
+        return self.db.events(limit)
+
+    # ----- internals ----------------------------------------------------------
+
+    def _kill_answer(self, prog: Program, pid: int | None, already: bool, survivors: list[int],
+                     started: float) -> dict[str, Any]:
+        return {
+            "name": prog.name,
+            "pid": pid,
+            "already_stopped": already,
+            "exit_code": prog.exit_code,
+            "signal": prog.exit_signal,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+            "survivors": survivors,
+        }
+
+    def _transition(self, prog: Program, new: State, kind: str, detail: str, **fields: Any) -> None:
+        old = prog.state
+        if not can_transition(old, new):
+            raise InvalidTransition(old, new)
+        prog.state = new
+        self.db.record_state(prog.db_id, new.value, kind, detail, **fields)
+        log.info("event=%s program=%s from=%s to=%s detail=%r", kind, prog.name, old.value,
+                 new.value, detail)
+
+    def _spawn(self, prog: Program) -> None:
+        env = dict(os.environ)
+        env.update(prog.cfg.env)
+        env[INSTANCE_ENV] = self.instance
+        env[PROGRAM_ENV] = prog.name
+        env.pop("SUPERVISOR_TOKEN", None)
+        try:
+            with open(self.log_dir / f"{prog.name}.log", "ab") as out:
+                popen = subprocess.Popen(
+                    _resolve_python(prog.cfg.command), start_new_session=True, env=env, cwd=prog.cfg.directory,
+                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                )
+        except OSError as exc:
+            prog.last_error = f"cannot start {list(prog.cfg.command)}: {exc}"
+            self._transition(prog, State.FATAL, "fatal", prog.last_error, pid=None)
+            return
+        info = _linux.read_stat(popen.pid)
+        assert info is not None, "an unreaped child always has /proc/PID/stat"
+        self._close_leader_fd(prog)
+        prog.popen, prog.leader = popen, info
+        prog.leader_fd = os.pidfd_open(popen.pid)
+        prog.started_at, prog.started_mono = _iso_now(), time.monotonic()
+        prog.exit_code = prog.exit_signal = None
+        prog.next_start_at = None
+        self._transition(
+            prog, State.STARTING, "started", f"pid {popen.pid}", pid=popen.pid, pgid=info.pgid,
+            create_time=info.create_time, boot_id=_linux.boot_id(), instance=self.instance,
+            exit_code=None, exit_signal=None,
+        )
+        os.write(self._wake_w, b"x")
+
+    def _members(self, prog: Program) -> list[_linux.ProcInfo]:
+        """Every live process of the program's tree, found in the supervisor's own subtree."""
+        procs = _linux.scan()
+        me = os.getpid()
+        children: dict[int, list[int]] = {}
+        for p in procs.values():
+            children.setdefault(p.ppid, []).append(p.pid)
+        keeper_pid = self._keeper.pid if self._keeper else None
+        others = {p.leader.pid for p in self.programs.values() if p.leader and p is not prog}
+        sid = prog.leader.sid if prog.leader else None
+        roots = []
+        for pid in children.get(me, ()):
+            info = procs[pid]
+            if pid == keeper_pid or pid in others:
+                continue
+            if sid is not None and (info.sid == sid or info.pgid == sid):
+                roots.append(pid)
+                continue
+            env = _linux.read_environ(pid)
+            if (env.get(PROGRAM_ENV.encode()) == prog.name.encode()
+                    and env.get(INSTANCE_ENV.encode()) == self.instance.encode()):
+                roots.append(pid)
+        out, stack = [], roots
+        while stack:
+            pid = stack.pop()
+            if not procs[pid].zombie:
+                out.append(procs[pid])
+            stack.extend(children.get(pid, ()))
+        return out
+
+    def _terminate(self, prog: Program, timeout: float | None) -> ladder.LadderResult:
+        leader = prog.leader
+        result = ladder.terminate(
+            lambda: self._members(prog),
+            leader.pgid if leader else None,
+            prog.cfg.stop_signal,
+            timeout if timeout is not None else prog.cfg.stop_timeout,
+            leader_only=leader if leader and _faults.active("leader_only_kill") else None,
+        )
+        self._collect_leader(prog)
+        self._reap_adopted()
+        if result.survivors:
+            log.error("event=survivors program=%s pids=%s", prog.name, result.survivors)
+        return result
+
+    def _collect_leader(self, prog: Program) -> bool:
+        """Reap the leader if it exited; record its status. True when it has exited."""
+        if prog.popen is None:
+            return True
+        rc = prog.popen.poll()
+        if rc is None:
+            return False
+        prog.exit_code, prog.exit_signal = (rc, None) if rc >= 0 else (None, -rc)
+        prog.popen = None
+        self._close_leader_fd(prog)
+        return True
+
+    def _close_leader_fd(self, prog: Program) -> None:
+        if prog.leader_fd >= 0:
+            os.close(prog.leader_fd)
+            prog.leader_fd = -1
+
+    def _exit_detail(self, prog: Program) -> str:
+        if prog.exit_signal is not None:
+            return f"killed by {signal.Signals(prog.exit_signal).name}"
+        return f"exit code {prog.exit_code}"
+
+    def _reap_adopted(self) -> None:
+        me = os.getpid()
+        owned = {p.popen.pid for p in self.programs.values() if p.popen}
+        if self._keeper is not None:
+            owned.add(self._keeper.pid)
+        for info in _linux.scan().values():
+            if info.ppid == me and info.zombie and info.pid not in owned:
+                _linux.reap(info.pid)
+
+    def _on_exit(self, prog: Program) -> None:
+        """The leader exited while nobody asked: stop what is left, then back off or give up."""
+        uptime = time.monotonic() - prog.started_mono
+        detail = self._exit_detail(prog)
+        if self._members(prog):
+            self._terminate(prog, None)
+        quick = prog.state is State.STARTING or uptime < prog.cfg.start_seconds
+        prog.quick_failures = prog.quick_failures + 1 if quick else 1
+        fields = {"pid": None, "exit_code": prog.exit_code, "exit_signal": prog.exit_signal}
+        if not prog.cfg.autorestart or _faults.active("no_autorestart"):
+            self._transition(prog, State.EXITED, "exited", f"{detail}; autorestart off", **fields)
+        elif prog.quick_failures >= prog.cfg.max_quick_failures:
+            prog.last_error = (f"{detail}; failed {prog.quick_failures} times within"
+                               f" {prog.cfg.start_seconds}s of starting")
+            self._transition(prog, State.FATAL, "fatal", prog.last_error, **fields)
+        else:
+            delay = min(prog.cfg.backoff_initial * 2 ** (prog.quick_failures - 1),
+                        prog.cfg.backoff_max)
+            prog.next_start_at = time.monotonic() + delay
+            self._transition(prog, State.BACKOFF, "exited",
+                             f"{detail}; restart in {delay:.2f}s", **fields)
+
+    def _check(self, prog: Program) -> None:
+        if not prog.lock.acquire(blocking=False):
+            return  # an operation is under way; it owns the program
+        try:
+            if prog.state in (State.STARTING, State.RUNNING) and self._collect_leader(prog):
+                self._on_exit(prog)
+            elif (prog.state is State.STARTING
+                  and time.monotonic() - prog.started_mono >= prog.cfg.start_seconds):
+                prog.quick_failures = 0
+                self._transition(prog, State.RUNNING, "running", f"up {prog.cfg.start_seconds}s")
+            elif (prog.state is State.BACKOFF and prog.next_start_at is not None
+                  and time.monotonic() >= prog.next_start_at):
+                prog.restarts += 1
+                self._spawn(prog)
+        finally:
+            prog.lock.release()
+
+    def _monitor_loop(self) -> None:
+        while not self._stopping.is_set():
+            poller = select.poll()
+            poller.register(self._wake_r, select.POLLIN)
+            for prog in self.programs.values():
+                if prog.leader_fd >= 0:
+                    poller.register(prog.leader_fd, select.POLLIN)
+            timeout = MONITOR_TICK_S
+            for prog in self.programs.values():
+                if prog.state is State.BACKOFF and prog.next_start_at is not None:
+                    timeout = min(timeout, max(0.0, prog.next_start_at - time.monotonic()))
+            try:
+                events = poller.poll(timeout * 1000)
+            except OSError:  # a leader fd closed under us; poll again
+                continue
+            if any(fd == self._wake_r for fd, _ in events):
+                os.read(self._wake_r, 4096)
+            if self._stopping.is_set():
+                break
+            try:
+                for prog in self.programs.values():
+                    self._check(prog)
+                self._reap_adopted()
+                self._check_keeper()
+            except Exception:
+                log.exception("event=monitor_error")
+                time.sleep(MONITOR_TICK_S)
+
+    def _start_keeper(self) -> None:
+        env = {k: v for k, v in os.environ.items() if k not in ("SUPERVISOR_TOKEN",)}
+        self._keeper = subprocess.Popen(
+            [sys.executable, "-m", "supervisor.keeper",
+             self.instance],
+            stdin=subprocess.PIPE, start_new_session=True, env=env,
+        )
+        log.info("event=keeper_started pid=%d", self._keeper.pid)
+
+    def _check_keeper(self) -> None:
+        if self._keeper is not None and self._keeper.poll() is not None:
+            log.error("event=keeper_died status=%s; starting a new one", self._keeper.returncode)
+            self._start_keeper()
+
+    def _stop_for_shutdown(self, prog: Program) -> None:
+        with prog.lock:
+            if prog.state in ACTIVE or self._members(prog):
+                if prog.state is not State.STOPPING:
+                    self._transition(prog, State.STOPPING, "stopping", "supervisor shutdown")
+                self._terminate(prog, None)
+                self._transition(prog, State.STOPPED, "stopped",
+                                 f"supervisor shutdown; {self._exit_detail(prog)}", pid=None,
+                                 exit_code=prog.exit_code, exit_signal=prog.exit_signal)
+            elif prog.state is not State.STOPPED:
+                self._transition(prog, State.STOPPED, "stopped", "supervisor shutdown", pid=None)
+
+    def _sweep_descendants(self) -> None:
+        """Last line: anything still below us (not the keeper) gets SIGKILL."""
+        keeper_pid = self._keeper.pid if self._keeper else None
+        for _ in range(20):
+            left = [p for p in _linux.descendants(_linux.scan(), os.getpid())
+                    if p.pid != keeper_pid and not p.zombie]
+            if not left:
+                break
+            log.warning("event=shutdown_sweep pids=%s", [p.pid for p in left])
+            for info in left:
+                handle = _linux.PidHandle.open(info.pid, info.start_ticks)
+                if handle:
+                    handle.send(signal.SIGKILL)
+                    handle.close()
+            time.sleep(0.02)
+        self._reap_adopted()
+
+    def _reconcile(self) -> None:
+        """Stop what a previous supervisor on this DB left running (it was SIGKILLed)."""
+        for rec in self.db.live_records():
+            killed = 0
+            if rec["boot_id"] == _linux.boot_id() and rec["instance"]:
+                killed = keeper.sweep(rec["instance"].encode(), exclude={os.getpid()})
+                info = _linux.read_stat(rec["pid"]) if rec["pid"] else None
+                if (info and not info.zombie and rec["create_time"] is not None
+                        and abs(info.create_time - rec["create_time"]) < 0.02):
+                    handle = _linux.PidHandle.open(info.pid, info.start_ticks)
+                    if handle and handle.send(signal.SIGKILL):
+                        killed += 1
+                    if handle:
+                        handle.close()
+            detail = (f"previous instance {rec['instance']} left pid {rec['pid']};"
+                      f" stopped {killed} leftover process(es)")
+            self.db.record_state(rec["id"], State.STOPPED.value, "recovered", detail, pid=None)
+            log.info("event=recovered program=%s %s", rec["name"], detail)
+
+
+def _resolve_python(command: tuple[str, ...]) -> list[str]:
+    """``python`` as a program's command means the supervisor's own interpreter."""
+    if command[0] in ("python", "python3"):
+        return [sys.executable, *command[1:]]
+    return list(command)
