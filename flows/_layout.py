@@ -1,0 +1,96 @@
+"""Where things live in the evidence store, and reading them back.
+
+A root holds run folders ``chaos-drill-YYYYMMDD-HHMMSS[-N]``; each holds
+``results.json``, ``junit.xml``, ``manifest.json`` and the drill logs. Shared by
+the writer (``flows.evidence``) and the checker (``flows._verify``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from flows._atomic import os_error_message, sha256_file
+from flows.errors import EvidenceError
+
+RUN_PREFIX = "chaos-drill-"
+SCHEMA_VERSION = 1
+RESULTS = "results.json"
+JUNIT = "junit.xml"
+MANIFEST = "manifest.json"
+CHAIN_LOCK = ".chain.lock"
+
+_NAME = re.compile(re.escape(RUN_PREFIX) + r"(\d{8}-\d{6})(?:-(\d+))?")
+
+
+def run_key(name: str) -> tuple[str, int, str]:
+    """Name order, with ``-10`` after ``-9`` for runs started in the same second."""
+    m = _NAME.fullmatch(name)
+    if m is None:
+        return (name.removeprefix(RUN_PREFIX), 0, name)
+    return (m.group(1), int(m.group(2) or 1), name)
+
+
+def list_runs(root: Path) -> list[Path]:
+    """Every run folder (``chaos-drill-*`` directory) directly under ``root``, oldest first."""
+    try:
+        runs = [p for p in Path(root).iterdir() if p.name.startswith(RUN_PREFIX) and p.is_dir()]
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise EvidenceError(os_error_message("list", root, exc)) from exc
+    return sorted(runs, key=lambda p: run_key(p.name))
+
+
+def read_json(path: Path) -> tuple[Any, bytes]:
+    """(parsed JSON, raw bytes) of an evidence file; EvidenceError when missing or invalid."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise EvidenceError(
+            f"evidence: {path} is missing; {path.parent} is not a run folder "
+            "(a run writes results.json as soon as it starts)"
+        ) from exc
+    except OSError as exc:
+        raise EvidenceError(os_error_message("read", path, exc)) from exc
+    try:
+        return json.loads(raw), raw
+    except ValueError as exc:
+        raise EvidenceError(
+            f"evidence: {path} is not valid JSON ({exc}); the file is damaged, "
+            f"`python -m flows verify {path.parent}` shows whether it was changed"
+        ) from exc
+
+
+def load_results(run_dir: Path) -> dict[str, Any]:
+    """The parsed ``results.json`` of a run folder."""
+    data, _ = read_json(Path(run_dir) / RESULTS)
+    if not isinstance(data, dict):
+        raise EvidenceError(
+            f"evidence: {Path(run_dir) / RESULTS} holds a JSON {type(data).__name__}, "
+            "not an object; the file is damaged"
+        )
+    return data
+
+
+def hash_tree(run_dir: Path) -> dict[str, str]:
+    """sha256 of every file under ``run_dir`` except its own manifest, by '/'-relative path."""
+
+    def fail(exc: OSError) -> None:
+        raise exc  # os.walk ignores unreadable folders by default; evidence must not
+
+    files: dict[str, str] = {}
+    try:
+        for dirpath, dirnames, filenames in os.walk(run_dir, onerror=fail):
+            dirnames.sort()
+            for name in filenames:
+                path = Path(dirpath, name)
+                rel = path.relative_to(run_dir).as_posix()
+                if rel != MANIFEST:
+                    files[rel] = sha256_file(path)
+    except OSError as exc:
+        raise EvidenceError(os_error_message("read", Path(exc.filename or run_dir), exc)) from exc
+    return dict(sorted(files.items()))

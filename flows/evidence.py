@@ -1,0 +1,279 @@
+"""The evidence store: one folder per drill run, sealed by a manifest and a hash chain.
+
+The on-disk format is the contract in ``docs/evidence-format.md``. A run folder is
+``<root>/chaos-drill-YYYYMMDD-HHMMSS[-N]``; :class:`RunWriter` fills it, and
+:func:`verify` re-checks one folder, or every folder under a root and the chain
+that links them (``python -m flows verify``).
+
+The chain follows finalisation order: under an exclusive lock on
+``<root>/.chain.lock`` each run links to the *tail* of the chain, the sealed run
+no other run links to yet. Folder names give start order, and a long run started
+first may finish last; linking to the newest name would then fork the chain.
+"""
+
+from __future__ import annotations
+
+import copy
+import fcntl
+import importlib.metadata
+import logging
+import os
+import platform
+import re
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from flows._atomic import fsync_dir, os_error_message, sha256_bytes, write_atomic, write_json
+from flows._junit import build_junit
+from flows._layout import (
+    CHAIN_LOCK,
+    JUNIT,
+    MANIFEST,
+    RESULTS,
+    RUN_PREFIX,
+    SCHEMA_VERSION,
+    hash_tree,
+    list_runs,
+    load_results,
+    read_json,
+    run_key,
+)
+from flows._verify import RunCheck, VerifyReport, cmd_verify, verify
+from flows.errors import EvidenceError
+
+__all__ = [
+    "RUN_PREFIX",
+    "SCHEMA_VERSION",
+    "RunCheck",
+    "RunWriter",
+    "VerifyReport",
+    "cmd_verify",
+    "list_runs",
+    "load_results",
+    "new_run_dir",
+    "verify",
+]
+
+DRILL_STATUSES = ("pass", "fail", "error", "incomplete")
+_VERSIONED = ("chaos-drills", "fastapi", "uvicorn", "psutil", "prefect", "pandas")
+_REPO_DIR = Path(__file__).resolve().parent.parent
+_UNFINISHED = "incomplete: the run stopped before this drill finished"
+
+log = logging.getLogger("flows.evidence")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_run_dir(root: Path, now: datetime | None = None) -> Path:
+    """Create and return ``root/chaos-drill-YYYYMMDD-HHMMSS`` (UTC), suffixed ``-2``… if taken."""
+    root = Path(root)
+    stamp = (now or _now()).astimezone(UTC).strftime("%Y%m%d-%H%M%S")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        for n in range(1, 10_000):
+            path = root / (f"{RUN_PREFIX}{stamp}" if n == 1 else f"{RUN_PREFIX}{stamp}-{n}")
+            try:
+                os.mkdir(path)  # atomic: of two runs racing for one name, exactly one gets it
+            except FileExistsError:
+                continue
+            fsync_dir(root)
+            return path
+    except OSError as exc:
+        raise EvidenceError(os_error_message("create a run folder in", root, exc)) from exc
+    raise EvidenceError(f"evidence: 10,000 run folders for {stamp} already exist in {root}")
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=_REPO_DIR,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        log.debug("evidence.git_commit_unknown reason=%s", exc)
+        return None
+    commit = out.stdout.strip()
+    return commit if out.returncode == 0 and re.fullmatch(r"[0-9a-f]{40,64}", commit) else None
+
+
+def _versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for dist in _VERSIONED:
+        try:
+            versions[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            pass  # an extra that is not installed has no version to report
+    return versions
+
+
+def _unfinished(drill_id: str) -> dict[str, Any]:
+    return {
+        "id": drill_id,
+        "status": "incomplete",
+        "started_at": None,
+        "duration_s": None,
+        "summary": _UNFINISHED,
+        "log": f"drill_{drill_id}.log",
+        "metrics": {},
+    }
+
+
+@contextmanager
+def _chain_lock(root: Path) -> Iterator[None]:
+    path = root / CHAIN_LOCK
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise EvidenceError(os_error_message("open the chain lock", path, exc)) from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # released on close, and by the kernel if we die
+        yield
+    finally:
+        os.close(fd)
+
+
+def _chain_tail(root: Path, exclude: str) -> dict[str, str] | None:
+    """The ``previous`` entry for a run sealed now; call only under the chain lock."""
+    sealed: dict[str, tuple[Any, bytes]] = {}
+    for run in list_runs(root):
+        if run.name == exclude or not (run / MANIFEST).exists():
+            continue
+        try:
+            sealed[run.name] = read_json(run / MANIFEST)
+        except EvidenceError as exc:
+            log.warning("evidence.chain_skip run=%s reason=%s", run.name, exc)
+    linked = {
+        manifest["previous"].get("run_id")
+        for manifest, _ in sealed.values()
+        if isinstance(manifest, dict) and isinstance(manifest.get("previous"), dict)
+    }
+    # One tail when the chain is intact; after a break, the newest loose end.
+    tails = [name for name in sealed if name not in linked] or list(sealed)
+    if not tails:
+        return None
+    tail = max(tails, key=run_key)
+    return {"run_id": tail, "manifest_sha256": sha256_bytes(sealed[tail][1])}
+
+
+class RunWriter:
+    """Writes one run folder: ``results.json`` from the start, then junit and the manifest."""
+
+    def __init__(
+        self, run_dir: Path, *, drills: list[str], command: str, config: str | None
+    ) -> None:
+        self.run_dir = Path(run_dir)
+        self.run_id = self.run_dir.name
+        if len(set(drills)) != len(drills):
+            raise ValueError(f"drill ids must be distinct, got {drills}")
+        for existing in (MANIFEST, RESULTS):
+            if (self.run_dir / existing).exists():
+                raise EvidenceError(
+                    f"evidence: {self.run_dir} already holds a run ({existing}); "
+                    "pass a new --run-dir, or omit it to get a fresh folder"
+                )
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise EvidenceError(os_error_message("create", self.run_dir, exc)) from exc
+        self._lock = threading.Lock()  # drills may finish on several worker threads
+        self._finalized = False
+        self._results: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
+            "run_id": self.run_id,
+            "status": "incomplete",
+            "verdict": None,
+            "started_at": _now().isoformat(),
+            "finished_at": None,
+            "host": {
+                "hostname": socket.gethostname(),
+                "platform": platform.platform(),
+                "cpus": os.cpu_count(),
+            },
+            "versions": _versions(),
+            "git_commit": _git_commit(),
+            "command": command,
+            "config": config,
+            "drills": [_unfinished(d) for d in drills],
+        }
+        write_json(self.run_dir / RESULTS, self._results)
+
+    def log_path(self, drill_id: str) -> Path:
+        """Where drill ``drill_id`` writes its log."""
+        if not drill_id or "/" in drill_id or drill_id in (".", ".."):
+            raise ValueError(f"drill id must be a plain name, got {drill_id!r}")
+        return self.run_dir / f"drill_{drill_id}.log"
+
+    def record(self, result: Mapping[str, Any]) -> None:
+        """Replace one drill's entry with its result; rewrites ``results.json`` atomically."""
+        entry = dict(result)
+        drill_id, status = entry.get("id"), entry.get("status")
+        if not isinstance(drill_id, str) or not drill_id:
+            raise ValueError(f"a drill result needs a non-empty string id, got {drill_id!r}")
+        if status not in DRILL_STATUSES:
+            raise ValueError(
+                f"drill {drill_id}: status must be one of {', '.join(DRILL_STATUSES)}, "
+                f"got {status!r}"
+            )
+        for key, default in _unfinished(drill_id).items():
+            entry.setdefault(key, default)
+        with self._lock:
+            if self._finalized:
+                raise EvidenceError(
+                    f"evidence: {self.run_id} is already finalized; "
+                    f"drill {drill_id} cannot be recorded into it"
+                )
+            drills = self._results["drills"]
+            index = next((i for i, d in enumerate(drills) if d["id"] == drill_id), None)
+            if index is None:
+                drills.append(entry)
+            else:
+                drills[index] = entry
+            write_json(self.run_dir / RESULTS, self._results)
+
+    def finalize(self) -> dict[str, Any]:
+        """Seal the run: final ``results.json``, ``junit.xml``, then the chained manifest."""
+        with self._lock:
+            if self._finalized:
+                return copy.deepcopy(self._results)
+            drills = self._results["drills"]
+            passed = bool(drills) and all(d["status"] == "pass" for d in drills)
+            self._results.update(
+                finished_at=_now().isoformat(),
+                status="complete",
+                verdict="pass" if passed else "fail",
+            )
+            write_json(self.run_dir / RESULTS, self._results)
+            write_atomic(self.run_dir / JUNIT, build_junit(self._results, self.run_dir))
+            files = hash_tree(self.run_dir)
+            root = self.run_dir.parent
+            with _chain_lock(root):
+                previous = _chain_tail(root, exclude=self.run_id)
+                manifest = {
+                    "schema_version": SCHEMA_VERSION,
+                    "run_id": self.run_id,
+                    "algorithm": "sha256",
+                    "files": files,
+                    "previous": previous,
+                }
+                write_json(self.run_dir / MANIFEST, manifest)
+            self._finalized = True
+            log.info(
+                "evidence.run_sealed run=%s verdict=%s files=%d previous=%s",
+                self.run_id,
+                self._results["verdict"],
+                len(files),
+                previous and previous["run_id"],
+            )
+            return copy.deepcopy(self._results)
