@@ -34,5 +34,7 @@ def enabled() -> frozenset[str]:
     names = frozenset(n.strip() for n in raw.split(",") if n.strip())
     unknown = names - KNOWN
     if unknown:
-        raise ValueError(f"SUPERVISOR_FAULTS: unknown fault(s) {sorted(unknown)}; known: {sorted(KNOWN)}")
+        raise ValueError(
+            f"SUPERVISOR_FAULTS: unknown fault(s) {sorted(unknown)}; known: {sorted(KNOWN)}"
+        )
     return names

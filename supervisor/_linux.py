@@ -7,7 +7,6 @@ few system calls, not a psutil scan.
 from __future__ import annotations
 
 import ctypes
-import errno
 import os
 import signal
 from dataclasses import dataclass
@@ -36,14 +35,17 @@ class ProcInfo:
 
 def read_stat(pid: int) -> ProcInfo | None:
     try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            data = fh.read()
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
     except (FileNotFoundError, ProcessLookupError):
         return None
-    except OSError as exc:
-        if exc.errno in (errno.ESRCH, errno.ENOENT):
-            return None
-        raise
+    try:
+        data = os.read(fd, 4096)
+    except ProcessLookupError:
+        return None
+    finally:
+        os.close(fd)
+    if not data:
+        return None
     # comm may hold spaces and parentheses: split at the last ')'
     rest = data[data.rindex(b")") + 2 :].split()
     return ProcInfo(

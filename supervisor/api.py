@@ -1,6 +1,5 @@
 """The HTTP API. Routes parse, call the manager, and shape the answer; nothing more."""
 
-
 import json
 import logging
 import os
@@ -56,8 +55,9 @@ class NameBody(BaseModel):
 
 
 class KillBody(NameBody):
-    timeout: float | None = Field(default=None, gt=0, le=300,
-                                  description="seconds before SIGKILL; default stop_timeout")
+    timeout: float | None = Field(
+        default=None, gt=0, le=300, description="seconds before SIGKILL; default stop_timeout"
+    )
 
 
 class KillResult(BaseModel):
@@ -149,9 +149,16 @@ class BodyLimit:
 
     async def _reject(self, send: Callable) -> None:
         body = json.dumps({"detail": f"request body over {self.limit} bytes"}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 
@@ -186,8 +193,11 @@ def create_app(manager: ProcessManager, token: Token, *, manage_lifecycle: bool 
 
     @app.exception_handler(_Unauthorised)
     async def _unauthorised(request: Request, exc: _Unauthorised) -> JSONResponse:
-        return JSONResponse({"detail": "missing or wrong bearer token"}, status_code=401,
-                            headers={"WWW-Authenticate": "Bearer"})
+        return JSONResponse(
+            {"detail": "missing or wrong bearer token"},
+            status_code=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
 
     @app.exception_handler(UnknownProgram)
     async def _unknown(request: Request, exc: UnknownProgram) -> JSONResponse:
@@ -222,8 +232,9 @@ def create_app(manager: ProcessManager, token: Token, *, manage_lifecycle: bool 
             os._exit(1)  # the old bug: the kill took the supervisor down, the client saw no answer
         return result
 
-    @app.post("/process/restart", response_model=RestartResult, dependencies=auth,
-              responses=_ERRORS)
+    @app.post(
+        "/process/restart", response_model=RestartResult, dependencies=auth, responses=_ERRORS
+    )
     def restart(body: NameBody | None = None) -> dict:
         return manager.restart(body.name if body else None)
 

@@ -34,7 +34,9 @@ def _read(path: Path, what: str) -> str:
     except OSError as exc:
         raise ConfigError(f"{what} {path} cannot be read: {exc}") from exc
     if len(value) < 16:
-        raise ConfigError(f"{what} {path} holds a token shorter than 16 characters; use a longer one")
+        raise ConfigError(
+            f"{what} {path} holds a token shorter than 16 characters; use a longer one"
+        )
     return value
 
 

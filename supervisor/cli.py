@@ -22,17 +22,22 @@ log = logging.getLogger("supervisor")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m supervisor",
-                                     description="A process supervisor with an HTTP API.")
+    parser = argparse.ArgumentParser(
+        prog="python -m supervisor", description="A process supervisor with an HTTP API."
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = sub.add_parser("serve", help="run the supervisor and its HTTP API")
-    serve.add_argument("--config", required=True, type=Path, metavar="FILE",
-                       help="TOML config (see supervisor.example.toml)")
+    serve.add_argument(
+        "--config",
+        required=True,
+        type=Path,
+        metavar="FILE",
+        help="TOML config (see supervisor.example.toml)",
+    )
     serve.add_argument("--host", help="bind address (default: server.host, else 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default: server.port; 0 picks a free one)")
     serve.add_argument("--db", type=Path, help="SQLite state DB (default: server.db)")
-    serve.add_argument("--log-level", default="info",
-                       choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument("--access-log", action="store_true", help="log every HTTP request")
     return parser
 
@@ -45,8 +50,10 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise SupervisorError(f"cannot listen on {host}:{port}: {exc.strerror}; "
-                              "pick another --port or stop what holds it") from exc
+        raise SupervisorError(
+            f"cannot listen on {host}:{port}: {exc.strerror}; "
+            "pick another --port or stop what holds it"
+        ) from exc
     sock.listen(128)
     sock.set_inheritable(False)
     return sock
@@ -72,10 +79,20 @@ def serve(args: argparse.Namespace) -> int:
     manager = ProcessManager(dataclasses.replace(cfg, server=server), db)
     app = create_app(manager, token)
     host, port = sock.getsockname()[:2]
-    log.info("event=listening url=http://%s:%d db=%s token_source=%s", host, port, server.db,
-             token.source)
-    uv = uvicorn.Config(app, log_level="warning", access_log=args.access_log,
-                        timeout_graceful_shutdown=1, lifespan="on")
+    log.info(
+        "event=listening url=http://%s:%d db=%s token_source=%s",
+        host,
+        port,
+        server.db,
+        token.source,
+    )
+    uv = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=args.access_log,
+        timeout_graceful_shutdown=1,
+        lifespan="on",
+    )
     uvicorn.Server(uv).run(sockets=[sock])
     db.close()
     return 0

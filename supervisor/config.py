@@ -16,8 +16,18 @@ from supervisor.errors import ConfigError
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _SERVER_KEYS = {"host", "port", "db", "token_file"}
 _PROGRAM_KEYS = {
-    "name", "command", "autostart", "autorestart", "stop_signal", "stop_timeout", "env",
-    "directory", "start_seconds", "backoff_initial", "backoff_max", "max_quick_failures",
+    "name",
+    "command",
+    "autostart",
+    "autorestart",
+    "stop_signal",
+    "stop_timeout",
+    "env",
+    "directory",
+    "start_seconds",
+    "backoff_initial",
+    "backoff_max",
+    "max_quick_failures",
 }
 
 
@@ -129,9 +139,7 @@ def _parse_program(raw: Any, i: int, base: Path, where: str) -> ProgramConfig:
         raise ConfigError(f"{at}: unknown key(s) {sorted(unknown)}")
     name = raw.get("name")
     if not isinstance(name, str) or not _NAME.match(name):
-        raise ConfigError(
-            f"{at}.name must be 1-64 letters, digits, '_', '.', '-', got {name!r}"
-        )
+        raise ConfigError(f"{at}.name must be 1-64 letters, digits, '_', '.', '-', got {name!r}")
     at = f"{where}: programs[{i}] ({name})"
     command = raw.get("command")
     if isinstance(command, str):
@@ -152,9 +160,7 @@ def _parse_program(raw: Any, i: int, base: Path, where: str) -> ProgramConfig:
         if key in raw:
             value = raw[key]
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise ConfigError(
-                    f"{at}.{key} must be a positive number of seconds, got {value!r}"
-                )
+                raise ConfigError(f"{at}.{key} must be a positive number of seconds, got {value!r}")
             kwargs[key] = float(value)
     if "max_quick_failures" in raw:
         value = raw["max_quick_failures"]
@@ -186,4 +192,4 @@ def _parse_signal(value: Any, at: str) -> signal.Signals:
             return signal.Signals[key]
         except KeyError:
             pass
-    raise ConfigError(f"{at}.stop_signal must be a signal name like \"TERM\", got {value!r}")
+    raise ConfigError(f'{at}.stop_signal must be a signal name like "TERM", got {value!r}')

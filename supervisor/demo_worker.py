@@ -27,8 +27,7 @@ def _work(role: str, spawn: list[str]) -> None:
         subprocess.Popen([sys.executable, "-m", "supervisor.demo_worker", "--role", r])
         for r in spawn
     ]
-    print(f"demo_worker {role} pid={os.getpid()} children={[c.pid for c in children]}",
-          flush=True)
+    print(f"demo_worker {role} pid={os.getpid()} children={[c.pid for c in children]}", flush=True)
     counter = 0
     while True:
         counter += 1

@@ -33,5 +33,5 @@ class UnknownProgram(SupervisorError):
 class AmbiguousProgram(SupervisorError):
     def __init__(self, known: list[str]) -> None:
         super().__init__(
-            f"several programs are configured ({', '.join(known)}); name one with \"name\""
+            f'several programs are configured ({", ".join(known)}); name one with "name"'
         )

@@ -14,47 +14,8 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import time
 
-from supervisor import _linux
-
-MARKER_KEY = b"SUPERVISOR_INSTANCE"
-SWEEP_DEADLINE_S = 1.5
-
-
-def find_marked(instance: bytes, exclude: set[int]) -> list[_linux.ProcInfo]:
-    found = []
-    for info in _linux.scan().values():
-        if info.pid in exclude or info.zombie:
-            continue
-        if _linux.read_environ(info.pid).get(MARKER_KEY) == instance:
-            found.append(info)
-    return found
-
-
-def sweep(instance: bytes, exclude: set[int], deadline_s: float = SWEEP_DEADLINE_S) -> int:
-    """SIGKILL every marked process until two scans in a row find none; return the count."""
-    killed: set[int] = set()
-    quiet_scans = 0
-    end = time.monotonic() + deadline_s
-    while quiet_scans < 2 and time.monotonic() < end:
-        marked = find_marked(instance, exclude)
-        if not marked:
-            quiet_scans += 1
-            time.sleep(0.01)
-            continue
-        quiet_scans = 0
-        for info in marked:
-            # stop first so nothing forks between our scan and the kill
-            handle = _linux.PidHandle.open(info.pid, info.start_ticks)
-            if handle is None:
-                continue
-            handle.send(signal.SIGSTOP)
-            handle.send(signal.SIGKILL)
-            handle.close()
-            killed.add(info.pid)
-        time.sleep(0.005)
-    return len(killed)
+from supervisor.sweep import sweep
 
 
 def main(argv: list[str]) -> int:
@@ -74,8 +35,11 @@ def main(argv: list[str]) -> int:
             break
     count = sweep(instance, exclude={os.getpid()})
     if count:
-        print(f"supervisor.keeper: supervisor gone; killed {count} program process(es)",
-              file=sys.stderr, flush=True)
+        print(
+            f"supervisor.keeper: supervisor gone; killed {count} program process(es)",
+            file=sys.stderr,
+            flush=True,
+        )
     return 0
 
 

@@ -91,6 +91,7 @@ def terminate(
     stop_signal: int,
     stop_timeout: float,
     *,
+    members: list[_linux.ProcInfo] | None = None,
     leader_only: _linux.ProcInfo | None = None,
 ) -> LadderResult:
     """Stop every member; return what was done. ``leader_only`` is the injected fault."""
@@ -107,7 +108,8 @@ def terminate(
         if pgid:
             _linux.safe_killpg(pgid, stop_signal)
         deadline = started + stop_timeout
-        members = find_members()
+        if members is None:
+            members = find_members()
         tracker.signal(members, stop_signal, result)
         while True:
             done = tracker.wait_all(max(0.0, min(RESCAN_INTERVAL_S, deadline - time.monotonic())))

@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from supervisor import _faults, _linux, keeper, ladder
+from supervisor import _faults, _linux, ladder, sweep
 from supervisor.config import Config, ProgramConfig
 from supervisor.errors import AmbiguousProgram, UnknownProgram
-from supervisor.states import ACTIVE, InvalidTransition, State, can_transition
 from supervisor.statedb import StateDB
+from supervisor.states import ACTIVE, InvalidTransition, State, can_transition
 
 log = logging.getLogger("supervisor.process")
 
@@ -93,7 +93,9 @@ class ProcessManager:
     def start(self) -> None:
         faults = _faults.enabled()
         if faults:
-            log.warning("event=faults_active faults=%s (test-only; evidence is void)", sorted(faults))
+            log.warning(
+                "event=faults_active faults=%s (test-only; evidence is void)", sorted(faults)
+            )
         if not _faults.active("no_subreaper"):
             _linux.set_child_subreaper()
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -161,13 +163,20 @@ class ProcessManager:
             leader_pid = prog.leader.pid if prog.leader else None
             if prog.state not in ACTIVE and not members:
                 if prog.state is not State.STOPPED:
-                    self._transition(prog, State.STOPPED, "stopped", f"kill while {prog.state.value}")
+                    self._transition(
+                        prog, State.STOPPED, "stopped", f"kill while {prog.state.value}"
+                    )
                 return self._kill_answer(prog, leader_pid, True, [], started)
             self._transition(prog, State.STOPPING, "stopping", "kill requested")
-            result = self._terminate(prog, timeout)
+            result = self._terminate(prog, timeout, members)
             self._transition(
-                prog, State.STOPPED, "stopped", self._exit_detail(prog), pid=None,
-                exit_code=prog.exit_code, exit_signal=prog.exit_signal,
+                prog,
+                State.STOPPED,
+                "stopped",
+                self._exit_detail(prog),
+                pid=None,
+                exit_code=prog.exit_code,
+                exit_signal=prog.exit_signal,
             )
             return self._kill_answer(prog, leader_pid, False, result.survivors, started)
 
@@ -180,8 +189,9 @@ class ProcessManager:
 
     # ----- internals ----------------------------------------------------------
 
-    def _kill_answer(self, prog: Program, pid: int | None, already: bool, survivors: list[int],
-                     started: float) -> dict[str, Any]:
+    def _kill_answer(
+        self, prog: Program, pid: int | None, already: bool, survivors: list[int], started: float
+    ) -> dict[str, Any]:
         return {
             "name": prog.name,
             "pid": pid,
@@ -198,8 +208,14 @@ class ProcessManager:
             raise InvalidTransition(old, new)
         prog.state = new
         self.db.record_state(prog.db_id, new.value, kind, detail, **fields)
-        log.info("event=%s program=%s from=%s to=%s detail=%r", kind, prog.name, old.value,
-                 new.value, detail)
+        log.info(
+            "event=%s program=%s from=%s to=%s detail=%r",
+            kind,
+            prog.name,
+            old.value,
+            new.value,
+            detail,
+        )
 
     def _spawn(self, prog: Program) -> None:
         env = dict(os.environ)
@@ -210,8 +226,13 @@ class ProcessManager:
         try:
             with open(self.log_dir / f"{prog.name}.log", "ab") as out:
                 popen = subprocess.Popen(
-                    _resolve_python(prog.cfg.command), start_new_session=True, env=env, cwd=prog.cfg.directory,
-                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                    _resolve_python(prog.cfg.command),
+                    start_new_session=True,
+                    env=env,
+                    cwd=prog.cfg.directory,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
                 )
         except OSError as exc:
             prog.last_error = f"cannot start {list(prog.cfg.command)}: {exc}"
@@ -226,9 +247,17 @@ class ProcessManager:
         prog.exit_code = prog.exit_signal = None
         prog.next_start_at = None
         self._transition(
-            prog, State.STARTING, "started", f"pid {popen.pid}", pid=popen.pid, pgid=info.pgid,
-            create_time=info.create_time, boot_id=_linux.boot_id(), instance=self.instance,
-            exit_code=None, exit_signal=None,
+            prog,
+            State.STARTING,
+            "started",
+            f"pid {popen.pid}",
+            pid=popen.pid,
+            pgid=info.pgid,
+            create_time=info.create_time,
+            boot_id=_linux.boot_id(),
+            instance=self.instance,
+            exit_code=None,
+            exit_signal=None,
         )
         os.write(self._wake_w, b"x")
 
@@ -251,8 +280,10 @@ class ProcessManager:
                 roots.append(pid)
                 continue
             env = _linux.read_environ(pid)
-            if (env.get(PROGRAM_ENV.encode()) == prog.name.encode()
-                    and env.get(INSTANCE_ENV.encode()) == self.instance.encode()):
+            if (
+                env.get(PROGRAM_ENV.encode()) == prog.name.encode()
+                and env.get(INSTANCE_ENV.encode()) == self.instance.encode()
+            ):
                 roots.append(pid)
         out, stack = [], roots
         while stack:
@@ -262,17 +293,21 @@ class ProcessManager:
             stack.extend(children.get(pid, ()))
         return out
 
-    def _terminate(self, prog: Program, timeout: float | None) -> ladder.LadderResult:
+    def _terminate(
+        self, prog: Program, timeout: float | None, members: list[_linux.ProcInfo] | None = None
+    ) -> ladder.LadderResult:
         leader = prog.leader
         result = ladder.terminate(
             lambda: self._members(prog),
             leader.pgid if leader else None,
             prog.cfg.stop_signal,
             timeout if timeout is not None else prog.cfg.stop_timeout,
+            members=members,
             leader_only=leader if leader and _faults.active("leader_only_kill") else None,
         )
         self._collect_leader(prog)
-        self._reap_adopted()
+        for pid in result.signalled - {leader.pid if leader else 0}:
+            _linux.reap(pid)  # adopted descendants are our zombies now; the leader is Popen's
         if result.survivors:
             log.error("event=survivors program=%s pids=%s", prog.name, result.survivors)
         return result
@@ -320,15 +355,19 @@ class ProcessManager:
         if not prog.cfg.autorestart or _faults.active("no_autorestart"):
             self._transition(prog, State.EXITED, "exited", f"{detail}; autorestart off", **fields)
         elif prog.quick_failures >= prog.cfg.max_quick_failures:
-            prog.last_error = (f"{detail}; failed {prog.quick_failures} times within"
-                               f" {prog.cfg.start_seconds}s of starting")
+            prog.last_error = (
+                f"{detail}; failed {prog.quick_failures} times within"
+                f" {prog.cfg.start_seconds}s of starting"
+            )
             self._transition(prog, State.FATAL, "fatal", prog.last_error, **fields)
         else:
-            delay = min(prog.cfg.backoff_initial * 2 ** (prog.quick_failures - 1),
-                        prog.cfg.backoff_max)
+            delay = min(
+                prog.cfg.backoff_initial * 2 ** (prog.quick_failures - 1), prog.cfg.backoff_max
+            )
             prog.next_start_at = time.monotonic() + delay
-            self._transition(prog, State.BACKOFF, "exited",
-                             f"{detail}; restart in {delay:.2f}s", **fields)
+            self._transition(
+                prog, State.BACKOFF, "exited", f"{detail}; restart in {delay:.2f}s", **fields
+            )
 
     def _check(self, prog: Program) -> None:
         if not prog.lock.acquire(blocking=False):
@@ -336,12 +375,17 @@ class ProcessManager:
         try:
             if prog.state in (State.STARTING, State.RUNNING) and self._collect_leader(prog):
                 self._on_exit(prog)
-            elif (prog.state is State.STARTING
-                  and time.monotonic() - prog.started_mono >= prog.cfg.start_seconds):
+            elif (
+                prog.state is State.STARTING
+                and time.monotonic() - prog.started_mono >= prog.cfg.start_seconds
+            ):
                 prog.quick_failures = 0
                 self._transition(prog, State.RUNNING, "running", f"up {prog.cfg.start_seconds}s")
-            elif (prog.state is State.BACKOFF and prog.next_start_at is not None
-                  and time.monotonic() >= prog.next_start_at):
+            elif (
+                prog.state is State.BACKOFF
+                and prog.next_start_at is not None
+                and time.monotonic() >= prog.next_start_at
+            ):
                 prog.restarts += 1
                 self._spawn(prog)
         finally:
@@ -378,9 +422,10 @@ class ProcessManager:
     def _start_keeper(self) -> None:
         env = {k: v for k, v in os.environ.items() if k not in ("SUPERVISOR_TOKEN",)}
         self._keeper = subprocess.Popen(
-            [sys.executable, "-m", "supervisor.keeper",
-             self.instance],
-            stdin=subprocess.PIPE, start_new_session=True, env=env,
+            [sys.executable, "-m", "supervisor.keeper", self.instance],
+            stdin=subprocess.PIPE,
+            start_new_session=True,
+            env=env,
         )
         log.info("event=keeper_started pid=%d", self._keeper.pid)
 
@@ -395,9 +440,15 @@ class ProcessManager:
                 if prog.state is not State.STOPPING:
                     self._transition(prog, State.STOPPING, "stopping", "supervisor shutdown")
                 self._terminate(prog, None)
-                self._transition(prog, State.STOPPED, "stopped",
-                                 f"supervisor shutdown; {self._exit_detail(prog)}", pid=None,
-                                 exit_code=prog.exit_code, exit_signal=prog.exit_signal)
+                self._transition(
+                    prog,
+                    State.STOPPED,
+                    "stopped",
+                    f"supervisor shutdown; {self._exit_detail(prog)}",
+                    pid=None,
+                    exit_code=prog.exit_code,
+                    exit_signal=prog.exit_signal,
+                )
             elif prog.state is not State.STOPPED:
                 self._transition(prog, State.STOPPED, "stopped", "supervisor shutdown", pid=None)
 
@@ -405,8 +456,11 @@ class ProcessManager:
         """Last line: anything still below us (not the keeper) gets SIGKILL."""
         keeper_pid = self._keeper.pid if self._keeper else None
         for _ in range(20):
-            left = [p for p in _linux.descendants(_linux.scan(), os.getpid())
-                    if p.pid != keeper_pid and not p.zombie]
+            left = [
+                p
+                for p in _linux.descendants(_linux.scan(), os.getpid())
+                if p.pid != keeper_pid and not p.zombie
+            ]
             if not left:
                 break
             log.warning("event=shutdown_sweep pids=%s", [p.pid for p in left])
@@ -423,17 +477,23 @@ class ProcessManager:
         for rec in self.db.live_records():
             killed = 0
             if rec["boot_id"] == _linux.boot_id() and rec["instance"]:
-                killed = keeper.sweep(rec["instance"].encode(), exclude={os.getpid()})
+                killed = sweep.sweep(rec["instance"].encode(), exclude={os.getpid()})
                 info = _linux.read_stat(rec["pid"]) if rec["pid"] else None
-                if (info and not info.zombie and rec["create_time"] is not None
-                        and abs(info.create_time - rec["create_time"]) < 0.02):
+                if (
+                    info
+                    and not info.zombie
+                    and rec["create_time"] is not None
+                    and abs(info.create_time - rec["create_time"]) < 0.02
+                ):
                     handle = _linux.PidHandle.open(info.pid, info.start_ticks)
                     if handle and handle.send(signal.SIGKILL):
                         killed += 1
                     if handle:
                         handle.close()
-            detail = (f"previous instance {rec['instance']} left pid {rec['pid']};"
-                      f" stopped {killed} leftover process(es)")
+            detail = (
+                f"previous instance {rec['instance']} left pid {rec['pid']};"
+                f" stopped {killed} leftover process(es)"
+            )
             self.db.record_state(rec["id"], State.STOPPED.value, "recovered", detail, pid=None)
             log.info("event=recovered program=%s %s", rec["name"], detail)
 

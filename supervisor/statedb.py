@@ -193,7 +193,9 @@ class StateDB:
             )
             return cur.lastrowid
 
-    def record_state(self, process_id: int, status: str, kind: str, detail: str, **fields: Any) -> None:
+    def record_state(
+        self, process_id: int, status: str, kind: str, detail: str, **fields: Any
+    ) -> None:
         """Write a program's new status and its event in one transaction."""
         now = _now()
         sets = ["status = ?", "updated_at = ?"] + [f"{k} = ?" for k in fields]
@@ -201,12 +203,9 @@ class StateDB:
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
+                self._conn.execute(f"UPDATE processes SET {', '.join(sets)} WHERE id = ?", values)
                 self._conn.execute(
-                    f"UPDATE processes SET {', '.join(sets)} WHERE id = ?", values
-                )
-                self._conn.execute(
-                    "INSERT INTO events (process_id, kind, detail, created_at)"
-                    " VALUES (?, ?, ?, ?)",
+                    "INSERT INTO events (process_id, kind, detail, created_at) VALUES (?, ?, ?, ?)",
                     (process_id, kind, detail, now),
                 )
                 self._conn.execute("COMMIT")
@@ -240,8 +239,10 @@ class StateDB:
         return [dict(zip(keys, row, strict=True)) for row in rows]
 
     def counts(self) -> dict[str, int]:
-        return {t: self._exec(f"SELECT count(*) FROM {t}").fetchone()[0]
-                for t in ("processes", "events")}
+        return {
+            t: self._exec(f"SELECT count(*) FROM {t}").fetchone()[0]
+            for t in ("processes", "events")
+        }
 
 
 def ensure_private_dir(path: Path) -> None:
