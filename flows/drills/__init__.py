@@ -1,0 +1,143 @@
+"""The seven drills and the function that runs one.
+
+Each drill is a plain function ``run(ctx) -> (passed, message)`` in a module of
+its own name; :func:`run_drill` gives it a log and a real supervisor, turns its
+outcome into a :class:`DrillResult`, and always cleans up. Prefect wraps these
+functions but they never need it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from flows.drills import (
+    api_kill,
+    bad_input,
+    crash_restart,
+    kill_under_load,
+    legacy_db,
+    sigkill,
+    sigterm,
+)
+from flows.drills._harness import DrillContext, DrillOptions, kill_leftovers, runner_marker
+from flows.drills._log import DrillLog
+from flows.errors import DrillSetupError, UnknownDrillError
+
+__all__ = [
+    "DRILLS",
+    "DRILL_IDS",
+    "KEY_METRICS",
+    "DrillOptions",
+    "DrillResult",
+    "check_ids",
+    "kill_leftovers",
+    "run_drill",
+]
+
+log = logging.getLogger("flows.drills")
+
+DrillFn = Callable[[DrillContext], tuple[bool, str]]
+
+DRILLS: dict[str, DrillFn] = {
+    "sigterm": sigterm.run,
+    "api_kill": api_kill.run,
+    "sigkill": sigkill.run,
+    "crash_restart": crash_restart.run,
+    "legacy_db": legacy_db.run,
+    "bad_input": bad_input.run,
+    "kill_under_load": kill_under_load.run,
+}
+DRILL_IDS: list[str] = list(DRILLS)
+
+KEY_METRICS: dict[str, str] = {
+    "sigterm": "supervisor_exit_ms",
+    "api_kill": "kill_round_trip_ms",
+    "sigkill": "tree_vanish_ms",
+    "crash_restart": "restart_delay_ms",
+    "legacy_db": "rows_kept",
+    "bad_input": "checks_passed",
+    "kill_under_load": "kill_p99_ms",
+}
+
+
+@dataclass
+class DrillResult:
+    id: str
+    status: str  # pass | fail | error
+    started_at: str
+    duration_s: float
+    summary: str
+    log: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def key_metric(self) -> Any:
+        return self.metrics.get(KEY_METRICS.get(self.id, ""))
+
+
+def check_ids(ids: list[str] | None) -> list[str]:
+    """The drills to run, in registry order; all when ``ids`` is empty."""
+    if not ids:
+        return list(DRILL_IDS)
+    unknown = [i for i in ids if i not in DRILLS]
+    if unknown:
+        raise UnknownDrillError(
+            f"unknown drill id(s) {', '.join(unknown)}; valid ids: {', '.join(DRILL_IDS)}"
+        )
+    return [i for i in DRILL_IDS if i in ids]
+
+
+def run_drill(drill_id: str, log_path: Path, options: DrillOptions | None = None) -> DrillResult:
+    """Run one drill against a fresh supervisor; never leaves a process behind."""
+    fn = DRILLS.get(drill_id)
+    if fn is None:
+        check_ids([drill_id])
+    options = options or DrillOptions()
+    started_at = datetime.now(UTC).isoformat(timespec="milliseconds")
+    started = time.monotonic()
+    dlog = DrillLog(log_path)
+    ctx = DrillContext(options=options, log=dlog, marker=runner_marker())
+    dlog.line(
+        f"drill {drill_id} start; marker {ctx.marker}; config "
+        f"{options.config or 'built-in demo worker'}"
+        + (f"; injected faults {list(options.faults)}" if options.faults else "")
+    )
+    try:
+        passed, message = fn(ctx)
+        status = "pass" if passed else "fail"
+    except DrillSetupError as exc:
+        status, passed, message = "error", False, f"error: {exc}"
+    except Exception as exc:
+        dlog.line("harness exception:\n" + traceback.format_exc())
+        status, passed = "error", False
+        message = f"error: harness raised {type(exc).__name__}: {exc}"
+    except BaseException:  # Ctrl-C: clean up, and record no verdict we did not earn
+        dlog.line("interrupted; cleaning up")
+        ctx.cleanup()
+        dlog.finish(False, "interrupted before the drill finished")
+        dlog.close()
+        raise
+    ctx.cleanup()  # before the verdict: the log must end with it
+    summary = dlog.finish(passed, message)
+    duration = time.monotonic() - started
+    dlog.close()
+    log.info("event=drill_done drill=%s status=%s duration_s=%.2f", drill_id, status, duration)
+    return DrillResult(
+        id=drill_id,
+        status=status,
+        started_at=started_at,
+        duration_s=round(duration, 3),
+        summary=summary,
+        log=log_path.name,
+        metrics=ctx.metrics,
+    )

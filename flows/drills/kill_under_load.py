@@ -1,0 +1,103 @@
+"""``kill_under_load``: concurrent kills under concurrent status polling all answer
+200, and the tree is gone after each round.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from flows.drills._harness import DrillContext, wait_for
+from flows.drills._http import Answer, call, kill_body_problems, percentile
+
+POLLERS = 8
+KILLERS = 3
+ROUNDS = 3
+
+
+def run(ctx: DrillContext) -> tuple[bool, str]:
+    sup = ctx.supervisor()
+    sup.start()
+    name = ctx.program_name()
+    stop = threading.Event()
+    polls: list[Answer] = []
+    kills: list[Answer] = []
+    problems: list[str] = []
+    lock = threading.Lock()
+
+    def poller() -> None:
+        with sup.client() as client:
+            while not stop.is_set():
+                answer = call(client, None, "GET", "/process", params={"name": name})
+                with lock:
+                    polls.append(answer)
+
+    def killer(barrier: threading.Barrier) -> None:
+        with sup.client() as client:
+            barrier.wait()
+            answer = call(client, ctx.log, "POST", "/process/kill", json={"name": name})
+            with lock:
+                kills.append(answer)
+
+    threads = [threading.Thread(target=poller, name=f"poller-{i}") for i in range(POLLERS)]
+    for t in threads:
+        t.start()
+    try:
+        with sup.client() as control:
+            for round_no in range(1, ROUNDS + 1):
+                if round_no > 1:
+                    call(control, ctx.log, "POST", "/process/start", json={"name": name})
+                    sup.wait_workload()
+                ctx.log.tree(f"round {round_no}: before {KILLERS} concurrent kills", sup.workload())
+                barrier = threading.Barrier(KILLERS)
+                killers = [threading.Thread(target=killer, args=(barrier,)) for _ in range(KILLERS)]
+                for t in killers:
+                    t.start()
+                for t in killers:
+                    t.join()
+                wait_for(lambda: not sup.workload(), 0.5, 0.005)
+                left = sup.workload()
+                ctx.log.tree(f"round {round_no}: after the kills", left)
+                if left:
+                    problems.append(f"round {round_no}: {len(left)} process(es) alive after kills")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    bad_polls = [a for a in polls if a.status != 200]
+    bad_kills = [a for a in kills if a.status != 200 or kill_body_problems(a.body, name)]
+    fresh = sum(1 for a in kills if isinstance(a.body, dict) and not a.body.get("already_stopped"))
+    kill_ms = [a.latency_ms for a in kills]
+    poll_ms = [a.latency_ms for a in polls]
+    ctx.metrics.update(
+        kill_p50_ms=percentile(kill_ms, 0.5),
+        kill_p99_ms=percentile(kill_ms, 0.99),
+        poll_p50_ms=percentile(poll_ms, 0.5),
+        poll_p99_ms=percentile(poll_ms, 0.99),
+        kills=len(kills),
+        polls=len(polls),
+        non_200=len(bad_polls) + len(bad_kills),
+    )
+    ctx.log.line(
+        f"{len(polls)} polls from {POLLERS} pollers: p50 {ctx.metrics['poll_p50_ms']} ms,"
+        f" p99 {ctx.metrics['poll_p99_ms']} ms; {len(kills)} kills: p50"
+        f" {ctx.metrics['kill_p50_ms']} ms, p99 {ctx.metrics['kill_p99_ms']} ms"
+    )
+    for a in (bad_polls + bad_kills)[:10]:
+        ctx.log.line(f"bad answer: {a.status or '000'} {str(a.body)[:200]}")
+    alive = sup.popen.poll() is None
+    sup.stop()
+    if bad_polls or bad_kills:
+        return False, (
+            f"{len(bad_kills)} of {len(kills)} kills and {len(bad_polls)} of"
+            f" {len(polls)} polls did not answer 200 with a valid body"
+        )
+    if problems:
+        return False, problems[0]
+    if fresh != ROUNDS:
+        return False, f"{fresh} kills did the stopping in {ROUNDS} rounds; expected one per round"
+    if not alive:
+        return False, "the supervisor exited under load"
+    return True, (
+        f"{len(kills)} concurrent kills and {len(polls)} polls all answered 200"
+        f" (kill p99 {ctx.metrics['kill_p99_ms']} ms); tree gone every round"
+    )

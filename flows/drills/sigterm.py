@@ -1,0 +1,42 @@
+"""``sigterm``: SIGTERM the supervisor; it must exit and leave no workload process."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+from flows.drills._harness import DrillContext, wait_for
+
+EXIT_GRACE_S = 0.2  # zombies aside, nothing may be alive this long after the exit
+
+
+def run(ctx: DrillContext) -> tuple[bool, str]:
+    sup = ctx.supervisor()
+    sup.start()
+    before = sup.workload()
+    ctx.log.tree("before SIGTERM", before)
+    ctx.metrics["workload_before"] = len(before)
+    stop_timeout = max(float(p.get("stop_timeout", 5.0)) for p in ctx.options.programs())
+    sent = time.monotonic()
+    sup.signal(signal.SIGTERM)
+    status = sup.wait_exit(stop_timeout + 10.0)
+    exit_ms = round((time.monotonic() - sent) * 1000, 1)
+    if status is None:
+        ctx.log.tree("supervisor still running", sup.workload())
+        return (
+            False,
+            f"supervisor pid {sup.pid} still running {stop_timeout + 10:.0f}s after SIGTERM",
+        )
+    ctx.metrics["supervisor_exit_ms"] = exit_ms
+    ctx.metrics["exit_status"] = status
+    ctx.log.line(f"supervisor exited with status {status} after {exit_ms} ms")
+    wait_for(lambda: not sup.workload(), EXIT_GRACE_S)
+    after = sup.workload()
+    ctx.log.tree("after supervisor exit", after)
+    ctx.metrics["survivors"] = len(after)
+    if after:
+        return False, (
+            f"{len(after)} orphan workload process(es) after parent SIGTERM:"
+            f" {sorted(p.pid for p in after)}"
+        )
+    return True, "no orphan worker after parent SIGTERM"

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Usage: scripts/recovery_drill.sh DIR [DRILL ...]
+# Runs the chaos drills (all by default) against a real supervisor, writing the
+# evidence into DIR. Exit 0 when every drill passes, 1 when any fails or errors,
+# 2 on bad usage.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if [[ $# -lt 1 || "$1" == -h || "$1" == --help ]]; then
+    echo "usage: $0 DIR [DRILL ...]" >&2
+    echo "  DIR    run folder to write (e.g. pilot_artifacts/chaos-drill-20260221-published)" >&2
+    echo "  DRILL  sigterm api_kill sigkill crash_restart legacy_db bad_input kill_under_load" >&2
+    exit 2
+fi
+dir="$1"; shift
+if [[ ! -x "$here/.venv/bin/python" || ! -f "$here/.venv/.installed" ]]; then
+    echo "setting up .venv (first run) ..." >&2
+    make -C "$here" --no-print-directory venv >&2
+fi
+drills=()
+for d in "$@"; do drills+=(--drill "$d"); done
+cd "$here"
+exec .venv/bin/python -m flows run --run-dir "$dir" "${drills[@]}" \
+    --command-line "scripts/recovery_drill.sh $dir${*:+ $*}"
