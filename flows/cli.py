@@ -91,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    for noisy in ("httpx", "httpcore"):  # one line per request drowns the drill progress
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     module_name, handler_name = _HANDLERS[args.command]
     handler = getattr(importlib.import_module(module_name), handler_name)
     try:
