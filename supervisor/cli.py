@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import signal
 import socket
 import sys
 from collections.abc import Sequence
@@ -93,7 +94,14 @@ def serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=1,
         lifespan="on",
     )
-    uvicorn.Server(uv).run(sockets=[sock])
+    server = uvicorn.Server(uv)
+    # uvicorn re-raises the stop signal once it has shut down; under Python's default
+    # handlers that killed us before the DB was closed (SIGTERM, exit -15) or ended in a
+    # KeyboardInterrupt traceback (SIGINT). Routing both to the server's own handler,
+    # which only records the signal, lets serve() finish and exit 0.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, server.handle_exit)
+    server.run(sockets=[sock])
     db.close()
     return 0
 
