@@ -27,8 +27,9 @@ _ALLOWED: dict[State, frozenset[State]] = {
     State.RUNNING: frozenset({State.STOPPING, State.BACKOFF, State.EXITED, State.FATAL}),
     State.BACKOFF: frozenset({State.STARTING, State.STOPPING, State.FATAL, State.STOPPED}),
     State.STOPPING: frozenset({State.STOPPED}),
-    State.EXITED: frozenset({State.STARTING, State.STOPPING, State.STOPPED}),
-    State.FATAL: frozenset({State.STARTING, State.STOPPING, State.STOPPED}),
+    # EXITED/FATAL -> FATAL: a start whose command cannot be spawned (any more)
+    State.EXITED: frozenset({State.STARTING, State.STOPPING, State.STOPPED, State.FATAL}),
+    State.FATAL: frozenset({State.STARTING, State.STOPPING, State.STOPPED, State.FATAL}),
 }
 
 #: states in which some process of the program may be alive
