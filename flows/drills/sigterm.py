@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sqlite3
 import time
 
 from flows.drills._harness import DrillContext, wait_for
@@ -39,4 +40,19 @@ def run(ctx: DrillContext) -> tuple[bool, str]:
             f"{len(after)} orphan workload process(es) after parent SIGTERM:"
             f" {sorted(p.pid for p in after)}"
         )
+    states = _recorded_states(sup.db)
+    ctx.log.line(f"states recorded in the DB after exit: {states}")
+    names = [str(p["name"]) for p in ctx.options.programs()]
+    unstopped = {n: states.get(n) for n in names if states.get(n) != "stopped"}
+    if unstopped:
+        return False, f"supervisor exited without recording its programs stopped: {unstopped}"
     return True, "no orphan worker after parent SIGTERM"
+
+
+def _recorded_states(db) -> dict[str, str]:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        rows = conn.execute("SELECT name, status FROM processes ORDER BY id").fetchall()
+    finally:
+        conn.close()
+    return {name: status for name, status in rows}

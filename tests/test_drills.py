@@ -1,0 +1,177 @@
+"""The drills against a real supervisor: each passes, and each fails against a broken one."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import flows.drills as drills
+from flows.drills import DrillOptions, run_drill
+from flows.drills._harness import marked_processes
+from flows.evidence import verify
+from flows.runner import run_drills
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def last_line(path: Path) -> str:
+    return path.read_text(encoding="utf-8").rstrip("\n").splitlines()[-1]
+
+
+def verdict_lines(path: Path) -> list[str]:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [ln for ln in lines if " PASS: " in ln or " FAIL: " in ln]
+
+
+@pytest.mark.slow
+def test_every_drill_passes_against_the_real_supervisor(tmp_path: Path) -> None:
+    """All seven drills pass in one run, and the sealed run folder verifies."""
+    run_dir = tmp_path / "chaos-drill-20261128-020000"
+    results = run_drills(run_dir, None, DrillOptions(), command="pytest", progress=lambda m: None)
+    statuses = {d["id"]: (d["status"], d["summary"]) for d in results["drills"]}
+    assert all(s == "pass" for s, _ in statuses.values()), statuses
+    assert results["verdict"] == "pass"
+    assert [d["id"] for d in results["drills"]] == drills.DRILL_IDS
+    for drill in results["drills"]:
+        log = run_dir / drill["log"]
+        assert len(verdict_lines(log)) == 1
+        assert last_line(log).split(" ", 1)[1] == drill["summary"]
+        assert drill["metrics"].get(drills.KEY_METRICS[drill["id"]]) is not None
+    sigterm = next(d for d in results["drills"] if d["id"] == "sigterm")
+    assert sigterm["summary"] == "PASS: no orphan worker after parent SIGTERM"
+    assert verify(run_dir).ok
+
+
+BROKEN = [
+    ("sigterm", ("no_shutdown_stop",), "without recording its programs stopped"),
+    ("sigterm", ("no_shutdown_stop", "no_keeper"), "orphan"),
+    ("sigterm", ("leader_only_kill", "no_subreaper", "no_keeper"), "orphan"),
+    ("api_kill", ("kill_500",), "HTTP 500"),
+    ("api_kill", ("kill_drop",), "no response"),
+    ("api_kill", ("leader_only_kill",), "still alive"),
+    ("sigkill", ("no_keeper",), "survived"),
+    ("crash_restart", ("no_autorestart",), "not restarted"),
+    ("legacy_db", ("legacy_migration_error",), "Failed to initialize database"),
+    ("bad_input", ("no_auth",), "wrong status"),
+    ("bad_input", ("no_body_limit",), "body over 64 KiB"),
+    ("kill_under_load", ("kill_500",), "did not answer 200"),
+    ("kill_under_load", ("leader_only_kill",), "kills"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("drill_id", "faults", "reason"), BROKEN,
+                         ids=[f"{d}-{'+'.join(f)}" for d, f, _ in BROKEN])
+def test_drill_fails_against_a_broken_supervisor(tmp_path: Path, drill_id: str,
+                                                 faults: tuple[str, ...], reason: str) -> None:
+    """A supervisor with one guarantee switched off makes the drill FAIL, naming why."""
+    log = tmp_path / f"drill_{drill_id}.log"
+    result = run_drill(drill_id, log, DrillOptions(faults=faults))
+    assert result.status == "fail", result.summary
+    assert result.summary.startswith("FAIL: ")
+    assert reason in result.summary
+    assert len(verdict_lines(log)) == 1 and last_line(log).endswith(result.summary)
+    assert marked_processes(lambda v: True) == [] or all(
+        not p.is_running() for p in marked_processes(lambda v: True))
+
+
+def test_drill_with_unstartable_program_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    """A config whose command does not exist gives status error with the reason."""
+    config = tmp_path / "broken.toml"
+    config.write_text('[[programs]]\nname = "ghost"\ncommand = ["/nonexistent/ghost"]\n')
+    result = run_drill("api_kill", tmp_path / "drill_api_kill.log",
+                       DrillOptions(config=config))
+    assert result.status == "error"
+    assert "workload never reached" in result.summary
+
+
+def _capturing_drill(box: dict, exc: BaseException):
+    def drill(ctx):
+        box["marker"] = ctx.marker
+        ctx.supervisor().start()
+        raise exc
+    return drill
+
+
+@pytest.mark.parametrize("exc", [RuntimeError("boom"), KeyboardInterrupt()],
+                         ids=["exception", "ctrl-c"])
+def test_harness_leaves_no_process_when_a_drill_raises(tmp_path: Path, monkeypatch,
+                                                       exc: BaseException) -> None:
+    """Whether the drill raises or is interrupted, the supervisor and workload are killed."""
+    box: dict = {}
+    monkeypatch.setitem(drills.DRILLS, "api_kill", _capturing_drill(box, exc))
+    log = tmp_path / "drill_api_kill.log"
+    if isinstance(exc, KeyboardInterrupt):
+        with pytest.raises(KeyboardInterrupt):
+            run_drill("api_kill", log)
+    else:
+        result = run_drill("api_kill", log)
+        assert result.status == "error" and "boom" in result.summary
+    assert box["marker"]
+    assert marked_processes(lambda v: v == box["marker"]) == []
+    text = log.read_text()
+    assert "cleanup: supervisor pid=" in text
+    assert last_line(log).split(" ", 1)[1].startswith("FAIL: ")
+
+
+def test_custom_config_drills_the_users_own_workload(tmp_path: Path) -> None:
+    """--config runs the drill on the user's program, found by the marker."""
+    config = tmp_path / "mine.toml"
+    config.write_text('[[programs]]\nname = "sleeper"\ncommand = ["sleep", "300"]\n'
+                      'stop_timeout = 2.0\n')
+    result = run_drill("api_kill", tmp_path / "drill_api_kill.log", DrillOptions(config=config))
+    assert result.status == "pass", result.summary
+    assert "tree of 1 process(es) gone" in result.summary
+
+
+def _script(*args: str, **kw) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", str(ROOT / "scripts/recovery_drill.sh"), *args],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT, **kw)
+
+
+def test_recovery_drill_script_rejects_unknown_drill_with_valid_ids(tmp_path: Path) -> None:
+    """An unknown drill id exits 2 and lists the valid ones; no run folder is made."""
+    out = _script(str(tmp_path / "run"), "nope")
+    assert out.returncode == 2
+    assert "unknown drill id(s) nope" in out.stderr
+    for drill_id in drills.DRILL_IDS:
+        assert drill_id in out.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_recovery_drill_script_without_arguments_prints_usage() -> None:
+    """No DIR: usage on stderr, exit 2."""
+    out = _script()
+    assert out.returncode == 2 and "usage:" in out.stderr
+
+
+def test_recovery_drill_script_runs_one_drill_and_writes_evidence(tmp_path: Path) -> None:
+    """The evidence-document command writes a verifiable run folder and a summary table."""
+    run_dir = tmp_path / "chaos-drill-20260221-published"
+    out = _script(str(run_dir), "bad_input")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "bad_input" in out.stdout and "PASS" in out.stdout
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["command"] == f"scripts/recovery_drill.sh {run_dir} bad_input"
+    assert results["verdict"] == "pass"
+    check = subprocess.run([sys.executable, "-m", "flows", "verify", str(run_dir)],
+                           capture_output=True, text=True, cwd=ROOT)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_failing_drill_makes_run_exit_1(tmp_path: Path) -> None:
+    """python -m flows run exits 1 when a drill errors, and still seals the evidence."""
+    config = tmp_path / "broken.toml"
+    config.write_text('[[programs]]\nname = "ghost"\ncommand = ["/nonexistent/ghost"]\n')
+    out = subprocess.run(
+        [sys.executable, "-m", "flows", "run", "--artifacts", str(tmp_path / "root"),
+         "--drill", "api_kill", "--config", str(config)],
+        capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 1, out.stderr[-2000:]
+    assert "ERROR" in out.stdout
+    (run_dir,) = (tmp_path / "root").glob("chaos-drill-*")
+    assert json.loads((run_dir / "results.json").read_text())["status"] == "complete"
