@@ -140,7 +140,7 @@ def _parse_program(raw: Any, i: int, base: Path, where: str) -> ProgramConfig:
     name = raw.get("name")
     if not isinstance(name, str) or not _NAME.match(name):
         raise ConfigError(f"{at}.name must be 1-64 letters, digits, '_', '.', '-', got {name!r}")
-    at = f"{where}: programs[{i}] ({name})"
+    at = f"{where} (program {name!r}): programs[{i}]"
     command = raw.get("command")
     if isinstance(command, str):
         command = shlex.split(command)
