@@ -2,6 +2,7 @@
 
 import json
 import logging
+import math
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -9,9 +10,13 @@ from typing import Annotated, Any
 
 import anyio
 from fastapi import Depends, FastAPI, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
 
 from supervisor import _faults
 from supervisor.auth import Token
@@ -199,6 +204,20 @@ def create_app(manager: ProcessManager, token: Token, *, manage_lifecycle: bool 
             headers={"WWW-Authenticate": "Bearer"},
         )
 
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own handler echoes the input; a NaN or Infinity in it broke the JSON
+        # encoding of the answer and turned a malformed body into a 500
+        return JSONResponse({"detail": _json_safe(jsonable_encoder(exc.errors()))}, 422)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> Response:
+        if exc.status_code == 400 and exc.__cause__ is not None:
+            # FastAPI answers 400 when decoding a body fails other than by JSON syntax (not
+            # UTF-8, nested too deep); for us that is a malformed body: 422
+            return JSONResponse({"detail": f"request body is not valid JSON: {exc.__cause__}"}, 422)
+        return await http_exception_handler(request, exc)
+
     @app.exception_handler(UnknownProgram)
     async def _unknown(request: Request, exc: UnknownProgram) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=404)
@@ -247,3 +266,14 @@ def create_app(manager: ProcessManager, token: Token, *, manage_lifecycle: bool 
 
 class _Unauthorised(Exception):
     pass
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` with NaN and infinities as strings, which strict JSON cannot carry."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    return value
