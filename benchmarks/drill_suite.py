@@ -1,6 +1,6 @@
 """Wall time of all seven drills in one ``scripts/recovery_drill.sh`` run (target ≤ 30 s).
 
-    .venv/bin/python benchmarks/drill_suite.py [--repeat N]
+.venv/bin/python benchmarks/drill_suite.py [--repeat N]
 """
 
 from __future__ import annotations
@@ -23,17 +23,26 @@ def main(repeat: int = 1) -> dict[str, float]:
         with tempfile.TemporaryDirectory(prefix="bench-suite-") as tmp:
             run_dir = Path(tmp) / "chaos-drill-bench"
             started = time.monotonic()
-            out = subprocess.run(["bash", str(ROOT / "scripts/recovery_drill.sh"), str(run_dir)],
-                                 capture_output=True, text=True, cwd=ROOT)
+            out = subprocess.run(
+                ["bash", str(ROOT / "scripts/recovery_drill.sh"), str(run_dir)],
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+            )
             wall = time.monotonic() - started
             verdict = json.loads((run_dir / "results.json").read_text())["verdict"]
             walls.append(wall)
             print(f"run {i + 1}: {wall:.1f} s wall, verdict {verdict}, exit {out.returncode}")
             if out.returncode != 0:
                 print(out.stdout[-3000:])
-    figures = {"drill_suite_wall_s": round(min(walls), 2), "drill_suite_wall_max_s": round(max(walls), 2)}
-    print(f"all seven drills: {figures['drill_suite_wall_s']} s wall (best of {repeat});"
-          f" target <= {TARGET_S:.0f} s")
+    figures = {
+        "drill_suite_wall_s": round(min(walls), 2),
+        "drill_suite_wall_max_s": round(max(walls), 2),
+    }
+    print(
+        f"all seven drills: {figures['drill_suite_wall_s']} s wall (best of {repeat});"
+        f" target <= {TARGET_S:.0f} s"
+    )
     return figures
 
 

@@ -44,8 +44,9 @@ def main(runs: int = 50, keep: bool = False, load: bool = True) -> dict[str, flo
         for i in range(1, runs + 1):
             run_dir = new_run_dir(root)
             t0 = time.monotonic()
-            results = run_drills(run_dir, None, DrillOptions(), command=f"soak run {i}",
-                                 progress=lambda m: None)
+            results = run_drills(
+                run_dir, None, DrillOptions(), command=f"soak run {i}", progress=lambda m: None
+            )
             for d in results["drills"]:
                 executions += 1
                 if d["status"] == "pass":
@@ -55,8 +56,11 @@ def main(runs: int = 50, keep: bool = False, load: bool = True) -> dict[str, flo
                 value = (d.get("metrics") or {}).get(KEY_METRICS[d["id"]])
                 if isinstance(value, int | float):
                     per_drill[d["id"]].append(float(value))
-            print(f"run {i}/{runs}: {results['verdict']} in {time.monotonic() - t0:.1f} s"
-                  f" ({passes}/{executions} passes so far)", flush=True)
+            print(
+                f"run {i}/{runs}: {results['verdict']} in {time.monotonic() - t0:.1f} s"
+                f" ({passes}/{executions} passes so far)",
+                flush=True,
+            )
         chain_ok = verify(root).ok
     finally:
         for p in busy:
@@ -66,18 +70,26 @@ def main(runs: int = 50, keep: bool = False, load: bool = True) -> dict[str, flo
         if not keep:
             shutil.rmtree(root, ignore_errors=True)
     wall = time.monotonic() - started
-    print(f"\nsoak: {runs} runs, {executions} drill executions, {passes} passes,"
-          f" {len(failures)} failures, {wall:.0f} s wall, {len(busy)} busy cores,"
-          f" chain verified: {chain_ok}" + (f", kept in {root}" if keep else ""))
+    print(
+        f"\nsoak: {runs} runs, {executions} drill executions, {passes} passes,"
+        f" {len(failures)} failures, {wall:.0f} s wall, {len(busy)} busy cores,"
+        f" chain verified: {chain_ok}" + (f", kept in {root}" if keep else "")
+    )
     for line in failures:
         print(f"  FAIL {line}")
     print(f"\n{'drill':<16} {'key metric':<20} {'p50':>10} {'p95':>10}")
     for drill_id, metric in KEY_METRICS.items():
         values = per_drill.get(drill_id, [])
-        print(f"{drill_id:<16} {metric:<20} {percentile(values, 0.5):>10.1f}"
-              f" {percentile(values, 0.95):>10.1f}")
-    return {"soak_runs": runs, "soak_executions": executions, "soak_failures": len(failures),
-            "soak_wall_s": round(wall, 1)}
+        print(
+            f"{drill_id:<16} {metric:<20} {percentile(values, 0.5):>10.1f}"
+            f" {percentile(values, 0.95):>10.1f}"
+        )
+    return {
+        "soak_runs": runs,
+        "soak_executions": executions,
+        "soak_failures": len(failures),
+        "soak_wall_s": round(wall, 1),
+    }
 
 
 if __name__ == "__main__":

@@ -37,8 +37,14 @@ def summary_table(results: dict[str, Any]) -> str:
     rows = [("drill", "status", "duration", "key metric")]
     for d in results.get("drills", []):
         duration = d.get("duration_s")
-        rows.append((d["id"], d.get("status", "?").upper(),
-                     "-" if duration is None else f"{duration:.2f}s", key_metric(d)))
+        rows.append(
+            (
+                d["id"],
+                d.get("status", "?").upper(),
+                "-" if duration is None else f"{duration:.2f}s",
+                key_metric(d),
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -58,15 +64,21 @@ def run_drills(
     if options.config is not None:
         options.programs()  # fail early, before a run folder exists, on an unreadable config
     kill_leftovers(progress)
-    writer = RunWriter(run_dir, drills=ids, command=command or shlex.join(sys.argv),
-                       config=str(options.config) if options.config else None)
+    writer = RunWriter(
+        run_dir,
+        drills=ids,
+        command=command or shlex.join(sys.argv),
+        config=str(options.config) if options.config else None,
+    )
     progress(f"run {writer.run_id}: {len(ids)} drill(s) into {writer.run_dir}")
     for i, drill_id in enumerate(ids, 1):
         progress(f"[{i}/{len(ids)}] {drill_id} ...")
         result = run_drill(drill_id, writer.log_path(drill_id), options).to_dict()
         writer.record(result)
-        progress(f"[{i}/{len(ids)}] {drill_id} {result['status'].upper()} in"
-                 f" {result['duration_s']:.2f}s: {result['summary']}")
+        progress(
+            f"[{i}/{len(ids)}] {drill_id} {result['status'].upper()} in"
+            f" {result['duration_s']:.2f}s: {result['summary']}"
+        )
     return writer.finalize()
 
 
@@ -77,8 +89,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if config is not None and not config.is_file():
             raise FlowsError(f"--config {config}: no such file")
         run_dir = Path(args.run_dir) if args.run_dir else new_run_dir(Path(args.artifacts))
-        results = run_drills(run_dir, ids, DrillOptions(config=config),
-                             command=args.command_line)
+        results = run_drills(run_dir, ids, DrillOptions(config=config), command=args.command_line)
     except FlowsError as exc:
         print(f"flows run: {exc}", file=sys.stderr)
         return 2

@@ -159,7 +159,8 @@ class ProcessManager:
         prog = self.get(name)
         started = time.perf_counter()
         with prog.lock:
-            members = self._members(prog)
+            # a running program: signal its group first and scan while it dies
+            members = None if prog.state in ACTIVE else self._members(prog)
             leader_pid = prog.leader.pid if prog.leader else None
             if prog.state not in ACTIVE and not members:
                 if prog.state is not State.STOPPED:
@@ -420,7 +421,8 @@ class ProcessManager:
                 time.sleep(MONITOR_TICK_S)
 
     def _start_keeper(self) -> None:
-        env = {k: v for k, v in os.environ.items() if k not in ("SUPERVISOR_TOKEN",)}
+        # a bare environment: the keeper is no program and must carry no program's markers
+        env = {k: v for k, v in os.environ.items() if k in ("PATH", "PYTHONPATH", "LANG")}
         self._keeper = subprocess.Popen(
             [sys.executable, "-m", "supervisor.keeper", self.instance],
             stdin=subprocess.PIPE,

@@ -64,10 +64,12 @@ BROKEN = [
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("drill_id", "faults", "reason"), BROKEN,
-                         ids=[f"{d}-{'+'.join(f)}" for d, f, _ in BROKEN])
-def test_drill_fails_against_a_broken_supervisor(tmp_path: Path, drill_id: str,
-                                                 faults: tuple[str, ...], reason: str) -> None:
+@pytest.mark.parametrize(
+    ("drill_id", "faults", "reason"), BROKEN, ids=[f"{d}-{'+'.join(f)}" for d, f, _ in BROKEN]
+)
+def test_drill_fails_against_a_broken_supervisor(
+    tmp_path: Path, drill_id: str, faults: tuple[str, ...], reason: str
+) -> None:
     """A supervisor with one guarantee switched off makes the drill FAIL, naming why."""
     log = tmp_path / f"drill_{drill_id}.log"
     result = run_drill(drill_id, log, DrillOptions(faults=faults))
@@ -76,17 +78,17 @@ def test_drill_fails_against_a_broken_supervisor(tmp_path: Path, drill_id: str,
     assert reason in result.summary
     assert len(verdict_lines(log)) == 1 and last_line(log).endswith(result.summary)
     assert marked_processes(lambda v: True) == [] or all(
-        not p.is_running() for p in marked_processes(lambda v: True))
+        not p.is_running() for p in marked_processes(lambda v: True)
+    )
 
 
 def test_drill_with_unstartable_program_is_an_error_not_a_hang(tmp_path: Path) -> None:
     """A config whose command does not exist gives status error with the reason."""
     config = tmp_path / "broken.toml"
     config.write_text('[[programs]]\nname = "ghost"\ncommand = ["/nonexistent/ghost"]\n')
-    result = run_drill("api_kill", tmp_path / "drill_api_kill.log",
-                       DrillOptions(config=config))
+    result = run_drill("api_kill", tmp_path / "drill_api_kill.log", DrillOptions(config=config))
     assert result.status == "error"
-    assert "workload never reached" in result.summary
+    assert "fatal" in result.summary and "No such file or directory" in result.summary
 
 
 def _capturing_drill(box: dict, exc: BaseException):
@@ -94,13 +96,16 @@ def _capturing_drill(box: dict, exc: BaseException):
         box["marker"] = ctx.marker
         ctx.supervisor().start()
         raise exc
+
     return drill
 
 
-@pytest.mark.parametrize("exc", [RuntimeError("boom"), KeyboardInterrupt()],
-                         ids=["exception", "ctrl-c"])
-def test_harness_leaves_no_process_when_a_drill_raises(tmp_path: Path, monkeypatch,
-                                                       exc: BaseException) -> None:
+@pytest.mark.parametrize(
+    "exc", [RuntimeError("boom"), KeyboardInterrupt()], ids=["exception", "ctrl-c"]
+)
+def test_harness_leaves_no_process_when_a_drill_raises(
+    tmp_path: Path, monkeypatch, exc: BaseException
+) -> None:
     """Whether the drill raises or is interrupted, the supervisor and workload are killed."""
     box: dict = {}
     monkeypatch.setitem(drills.DRILLS, "api_kill", _capturing_drill(box, exc))
@@ -121,16 +126,23 @@ def test_harness_leaves_no_process_when_a_drill_raises(tmp_path: Path, monkeypat
 def test_custom_config_drills_the_users_own_workload(tmp_path: Path) -> None:
     """--config runs the drill on the user's program, found by the marker."""
     config = tmp_path / "mine.toml"
-    config.write_text('[[programs]]\nname = "sleeper"\ncommand = ["sleep", "300"]\n'
-                      'stop_timeout = 2.0\n')
+    config.write_text(
+        '[[programs]]\nname = "sleeper"\ncommand = ["sleep", "300"]\nstop_timeout = 2.0\n'
+    )
     result = run_drill("api_kill", tmp_path / "drill_api_kill.log", DrillOptions(config=config))
     assert result.status == "pass", result.summary
     assert "tree of 1 process(es) gone" in result.summary
 
 
 def _script(*args: str, **kw) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", str(ROOT / "scripts/recovery_drill.sh"), *args],
-                          capture_output=True, text=True, timeout=300, cwd=ROOT, **kw)
+    return subprocess.run(
+        ["bash", str(ROOT / "scripts/recovery_drill.sh"), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        **kw,
+    )
 
 
 def test_recovery_drill_script_rejects_unknown_drill_with_valid_ids(tmp_path: Path) -> None:
@@ -158,8 +170,12 @@ def test_recovery_drill_script_runs_one_drill_and_writes_evidence(tmp_path: Path
     results = json.loads((run_dir / "results.json").read_text())
     assert results["command"] == f"scripts/recovery_drill.sh {run_dir} bad_input"
     assert results["verdict"] == "pass"
-    check = subprocess.run([sys.executable, "-m", "flows", "verify", str(run_dir)],
-                           capture_output=True, text=True, cwd=ROOT)
+    check = subprocess.run(
+        [sys.executable, "-m", "flows", "verify", str(run_dir)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert check.returncode == 0, check.stdout + check.stderr
 
 
@@ -168,9 +184,23 @@ def test_failing_drill_makes_run_exit_1(tmp_path: Path) -> None:
     config = tmp_path / "broken.toml"
     config.write_text('[[programs]]\nname = "ghost"\ncommand = ["/nonexistent/ghost"]\n')
     out = subprocess.run(
-        [sys.executable, "-m", "flows", "run", "--artifacts", str(tmp_path / "root"),
-         "--drill", "api_kill", "--config", str(config)],
-        capture_output=True, text=True, cwd=ROOT, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "flows",
+            "run",
+            "--artifacts",
+            str(tmp_path / "root"),
+            "--drill",
+            "api_kill",
+            "--config",
+            str(config),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert out.returncode == 1, out.stderr[-2000:]
     assert "ERROR" in out.stdout
     (run_dir,) = (tmp_path / "root").glob("chaos-drill-*")

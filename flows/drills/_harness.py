@@ -226,10 +226,14 @@ class Supervisor:
     def wait_workload(
         self, deadline_s: float = 10.0, stable_s: float = 0.25
     ) -> list[psutil.Process]:
-        """Wait until the workload has at least min_procs processes, unchanged for stable_s."""
+        """Wait until the workload has at least min_procs processes, unchanged for stable_s.
+
+        Gives up early, as a setup error, when the supervisor reports every program
+        fatal (say, a command that does not exist): that is an error, not a hang.
+        """
         end = time.monotonic() + deadline_s
         last: set[int] = set()
-        since = time.monotonic()
+        since = next_state_check = time.monotonic()
         while time.monotonic() < end:
             procs = self.workload()
             pids = {p.pid for p in procs}
@@ -237,11 +241,25 @@ class Supervisor:
                 last, since = pids, time.monotonic()
             elif len(pids) >= self.options.min_procs and time.monotonic() - since >= stable_s:
                 return procs
+            if not pids and time.monotonic() >= next_state_check:
+                next_state_check = time.monotonic() + 0.25
+                self._raise_if_all_fatal()
             time.sleep(0.02)
         raise DrillSetupError(
             f"workload never reached {self.options.min_procs} stable process(es) within"
             f" {deadline_s}s (saw {len(last)}); check the program's command"
         )
+
+    def _raise_if_all_fatal(self) -> None:
+        try:
+            with self.client() as client:
+                body = client.get("/processes", timeout=2.0).json()
+        except (httpx.HTTPError, ValueError):
+            return
+        programs = body.get("processes", []) if isinstance(body, dict) else []
+        if programs and all(p.get("state") == "fatal" for p in programs):
+            errors = "; ".join(f"{p.get('name')}: {p.get('last_error')}" for p in programs)
+            raise DrillSetupError(f"supervisor reports every program fatal: {errors}")
 
     def client(self, **kwargs: Any) -> httpx.Client:
         headers = {"Authorization": f"Bearer {self.token}"}
