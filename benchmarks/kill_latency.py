@@ -1,0 +1,297 @@
+"""Kill latency of the supervisor: prints figures, asserts nothing.
+
+- ``POST /process/kill`` round trip over 50 kill/start cycles of the demo worker
+  (leader, two children, one grandchild), each kill sent once the whole tree of
+  4 processes exists, over one keep-alive connection; after every answer the
+  tree is checked to be gone.
+- SIGTERM-to-exit of the supervisor over 5 starts, each with the demo tree up.
+- For scale, the floor: how long the demo tree itself takes to exit after
+  ``killpg(SIGTERM)`` with no supervisor in between (pidfds, no HTTP).
+
+Run ``python benchmarks/kill_latency.py``; ``main()`` returns the figures as a
+dict for ``benchmarks/run_all.py``. Target: median kill round trip <= 5 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import select
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO_TREE = 4
+TARGET_MEDIAN_KILL_MS = 5.0
+CONFIG = """\
+[[programs]]
+name = "worker"
+command = ["python", "-m", "supervisor.demo_worker"]
+stop_timeout = 5.0
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"benchmark: timed out after {timeout}s waiting for {what}")
+        time.sleep(0.002)
+
+
+def _tree(leader: int) -> list[psutil.Process]:
+    """The leader and its live descendants."""
+    try:
+        root = psutil.Process(leader)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+    alive = []
+    for proc in procs:
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE:
+                alive.append(proc)
+        except psutil.NoSuchProcess:
+            pass
+    return alive
+
+
+def _settled(leader: int) -> list[psutil.Process] | None:
+    """The whole tree, once every process exists and sleeps in its work loop.
+
+    A steady state: not interpreters still importing and competing with the
+    supervisor for the CPUs.
+    """
+    tree = _tree(leader)
+    if len(tree) < DEMO_TREE:
+        return None
+    try:
+        idle = all(p.status() == psutil.STATUS_SLEEPING for p in tree)
+    except psutil.NoSuchProcess:
+        return None
+    return tree if idle else None
+
+
+def _alive(procs: list[psutil.Process]) -> list[psutil.Process]:
+    out = []
+    for proc in procs:
+        try:
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                out.append(proc)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+class _Supervisor:
+    def __init__(self, workdir: Path) -> None:
+        self.token = secrets.token_urlsafe(24)
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = workdir / "bench.toml"
+        config.write_text(CONFIG)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SUPERVISOR_")}
+        env["SUPERVISOR_TOKEN"] = self.token
+        self.stderr = open(workdir / "supervisor.stderr", "ab")  # noqa: SIM115
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "supervisor", "serve", "--config", str(config)]
+            + ["--port", str(self.port), "--db", str(workdir / "state.db")],
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self.stderr,
+            stderr=self.stderr,
+        )
+        self.client = httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=30
+        )
+        _wait(self._healthy, 30, "GET /healthz")
+
+    def _healthy(self) -> bool:
+        if self.popen.poll() is not None:
+            raise RuntimeError(f"benchmark: supervisor exited with {self.popen.returncode}")
+        try:
+            return self.client.get("/healthz").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def leader(self) -> int:
+        return _wait(lambda: self.client.get("/process").json()["pid"], 10, "a leader pid")
+
+    def full_tree(self) -> list[psutil.Process]:
+        leader = self.leader()
+
+        return _wait(lambda: _settled(leader), 10, "the demo tree, settled")
+
+    def close(self) -> None:
+        self.client.close()
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait()
+        self.stderr.close()
+
+
+def percentile(values: list[float], pct: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    rank = max(1, round(pct / 100 * len(ordered) + 0.5 - 1e-9))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def _summary(values: list[float]) -> dict[str, float]:
+    return {
+        "n": len(values),
+        "median_ms": round(statistics.median(values), 3),
+        "p95_ms": round(percentile(values, 95), 3),
+        "min_ms": round(min(values), 3),
+        "max_ms": round(max(values), 3),
+    }
+
+
+def measure_kill(cycles: int, workdir: Path) -> dict[str, Any]:
+    sup = _Supervisor(workdir)
+    round_trips, server_side, leftovers = [], [], 0
+    try:
+        for _ in range(cycles):
+            tree = sup.full_tree()
+            started = time.perf_counter()
+            response = sup.client.post("/process/kill", json={})
+            round_trips.append((time.perf_counter() - started) * 1000)
+            if response.status_code != 200:
+                raise RuntimeError(f"benchmark: kill answered {response.status_code}")
+            body = response.json()
+            server_side.append(body["duration_ms"])
+            leftovers += len(_alive(tree)) + len(body["survivors"])
+            sup.client.post("/process/start", json={}).raise_for_status()
+    finally:
+        sup.close()
+    return {
+        "kill_round_trip": _summary(round_trips),
+        "kill_server_duration": _summary(server_side),
+        "leftover_processes": leftovers,
+    }
+
+
+def measure_floor(cycles: int) -> dict[str, Any]:
+    """The workload's own exit time, no supervisor: killpg(SIGTERM) until every pidfd fires."""
+    times = []
+    for _ in range(cycles):
+        leader = subprocess.Popen(
+            [sys.executable, "-m", "supervisor.demo_worker"],
+            cwd=REPO,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+        )
+        tree = _wait(partial(_settled, leader.pid), 10, "the demo tree, settled")
+        fds = [os.pidfd_open(p.pid) for p in tree]
+        started = time.perf_counter()
+        os.killpg(leader.pid, signal.SIGTERM)
+        pending = set(fds)
+        while pending:
+            poller = select.poll()
+            for fd in pending:
+                poller.register(fd, select.POLLIN)
+            pending -= {fd for fd, _ in poller.poll(5000)}
+        times.append((time.perf_counter() - started) * 1000)
+        for fd in fds:
+            os.close(fd)
+        leader.wait()
+    return _summary(times)
+
+
+def measure_sigterm(runs: int, workdir: Path) -> dict[str, Any]:
+    exits, leftovers, codes = [], 0, []
+    for i in range(runs):
+        run_dir = workdir / f"sigterm-{i}"
+        run_dir.mkdir()
+        sup = _Supervisor(run_dir)
+        try:
+            tree = sup.full_tree()
+            started = time.perf_counter()
+            sup.popen.send_signal(signal.SIGTERM)
+            codes.append(sup.popen.wait(timeout=60))
+            exits.append((time.perf_counter() - started) * 1000)
+            leftovers += len(_alive(tree))
+        finally:
+            sup.close()
+    return {
+        "sigterm_to_exit": _summary(exits),
+        "exit_codes": codes,
+        "leftover_processes": leftovers,
+    }
+
+
+def main(cycles: int = 50, sigterm_runs: int = 5, quiet: bool = False) -> dict[str, Any]:
+    """Run both measurements; print a table unless ``quiet``; return the figures."""
+    with tempfile.TemporaryDirectory(prefix="kill-latency-") as tmp:
+        kill_dir, term_dir = Path(tmp) / "kill", Path(tmp) / "sigterm"
+        kill_dir.mkdir()
+        term_dir.mkdir()
+        kill = measure_kill(cycles, kill_dir)
+        term = measure_sigterm(sigterm_runs, term_dir)
+    floor = measure_floor(min(cycles, 20))
+    figures = {
+        "kill_round_trip_ms": kill["kill_round_trip"],
+        "kill_server_duration_ms": kill["kill_server_duration"],
+        "sigterm_to_exit_ms": term["sigterm_to_exit"],
+        "workload_exit_floor_ms": floor,
+        "sigterm_exit_codes": term["exit_codes"],
+        "leftover_processes": kill["leftover_processes"] + term["leftover_processes"],
+        "target_median_kill_ms": TARGET_MEDIAN_KILL_MS,
+        "target_met": kill["kill_round_trip"]["median_ms"] <= TARGET_MEDIAN_KILL_MS,
+        "cpus": os.cpu_count(),
+    }
+    if not quiet:
+        _print(figures)
+    return figures
+
+
+def _print(figures: dict[str, Any]) -> None:
+    rows = [
+        ("POST /process/kill round trip", figures["kill_round_trip_ms"]),
+        ("  of which server duration_ms", figures["kill_server_duration_ms"]),
+        ("SIGTERM to supervisor exit", figures["sigterm_to_exit_ms"]),
+        ("floor: demo tree exit, no sup.", figures["workload_exit_floor_ms"]),
+    ]
+    print(f"{'measure':<32} {'n':>4} {'median':>9} {'p95':>9} {'min':>9} {'max':>9}  (ms)")
+    for label, s in rows:
+        print(
+            f"{label:<32} {s['n']:>4} {s['median_ms']:>9.2f} {s['p95_ms']:>9.2f}"
+            f" {s['min_ms']:>9.2f} {s['max_ms']:>9.2f}"
+        )
+    met = "met" if figures["target_met"] else "NOT met"
+    print(
+        f"target: median kill <= {figures['target_median_kill_ms']:.0f} ms: {met};"
+        f" processes left after kills/SIGTERMs: {figures['leftover_processes']};"
+        f" SIGTERM exit codes: {figures['sigterm_exit_codes']}; cpus: {figures['cpus']}"
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cycles", type=int, default=50, help="kill/start cycles (default 50)")
+    parser.add_argument("--sigterm-runs", type=int, default=5, help="supervisor starts (default 5)")
+    args = parser.parse_args()
+    main(args.cycles, args.sigterm_runs)
