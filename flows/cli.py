@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     nightly.add_argument("--drill", action="append", metavar="ID", dest="drills")
     nightly.add_argument("--config", metavar="FILE")
     nightly.add_argument("--no-publish", action="store_true", help="skip trends and site")
+    nightly.add_argument("--site-dir", default="site", metavar="DIR",
+                         help="where the evidence site is built (default: %(default)s)")
 
     serve = sub.add_parser("serve", help="serve the nightly deployment to a Prefect server")
     serve.add_argument("--cron", default=None,
@@ -81,6 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--with-server", action="store_true",
                        help="also start a local Prefect server on 127.0.0.1")
     serve.add_argument("--port", type=int, default=4200, help="local server port")
+    serve.add_argument("--artifacts", default=DEFAULT_ROOT, metavar="ROOT",
+                       help="the deployment's artifacts_root, made absolute "
+                            "(default: %(default)s)")
+    serve.add_argument("--site-dir", default="site", metavar="DIR",
+                       help="the deployment's site_dir, made absolute (default: %(default)s)")
+    serve.add_argument("--config", metavar="FILE",
+                       help="the deployment's supervisor config (default: the demo worker)")
     return parser
 
 

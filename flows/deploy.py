@@ -1,0 +1,284 @@
+"""Deployments of the ``nightly-drills`` flow: served locally, or on a work pool.
+
+``python -m flows serve`` (``make serve``) serves deployment ``nightly`` from this
+process: nightly on a cron in an explicit timezone, one run at a time, and
+``pause_on_shutdown=False`` so that stopping the process never silently pauses
+the schedule. ``--with-server`` also runs a local Prefect server (SQLite under
+``PREFECT_HOME``, loopback, analytics off) and stops it on Ctrl-C.
+
+:func:`deploy_to_pool` registers the same deployment on a work pool instead, for
+process workers on several hosts (``docs/scaling.md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import httpx
+from prefect import serve
+from prefect.client.schemas.schedules import CronSchedule
+from prefect.deployments.runner import EntrypointType, RunnerDeployment
+from prefect.schedules import Cron, Schedule
+from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+
+from flows.errors import FlowsError
+from flows.nightly import nightly_drills
+
+__all__ = [
+    "DEFAULT_CRON",
+    "DEFAULT_TIMEZONE",
+    "DEPLOYMENT_NAME",
+    "LocalServer",
+    "cmd_serve",
+    "deploy_to_pool",
+    "nightly_deployment",
+    "nightly_schedule",
+]
+
+DEPLOYMENT_NAME = "nightly"
+DEFAULT_CRON = "0 2 * * *"
+DEFAULT_TIMEZONE = "UTC"
+CRON_ENV = "NIGHTLY_CRON"
+TIMEZONE_ENV = "NIGHTLY_TIMEZONE"
+TAGS = ["chaos-drills", "nightly"]
+DESCRIPTION = (
+    "Chaos drills against the process supervisor, one at a time, into a new evidence "
+    "run folder; then trends and the evidence site. Rerun one drill: Run > Custom run, "
+    'drills = ["api_kill"]. Ends Failed when any drill fails or errors.'
+)
+SERVER_HEALTH_DEADLINE_S = 120.0
+
+
+class DeployError(FlowsError):
+    """A deployment or the local Prefect server could not be set up."""
+
+
+def nightly_schedule(cron: str | None = None, timezone: str | None = None) -> Schedule:
+    """The nightly ``Cron``: argument, else ``$NIGHTLY_CRON`` / ``$NIGHTLY_TIMEZONE``, else 02:00 UTC."""
+    cron = cron or os.environ.get(CRON_ENV) or DEFAULT_CRON
+    timezone = timezone or os.environ.get(TIMEZONE_ENV) or DEFAULT_TIMEZONE
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise DeployError(
+            f"schedule: timezone {timezone!r} is not an IANA zone name; "
+            "use e.g. UTC or Europe/Berlin (--timezone or $NIGHTLY_TIMEZONE)"
+        ) from exc
+    try:
+        CronSchedule(cron=cron, timezone=timezone)
+    except ValueError as exc:
+        raise DeployError(
+            f"schedule: {cron!r} is not a valid cron expression; use five fields, "
+            'e.g. "0 2 * * *" (--cron or $NIGHTLY_CRON)'
+        ) from exc
+    return Cron(cron, timezone=timezone)
+
+
+def _parameters(
+    artifacts_root: str | Path, site_dir: str | Path, config: str | Path | None, publish: bool
+) -> dict[str, Any]:
+    # Absolute: a worker or a restarted server may run the flow from another directory.
+    return {
+        "artifacts_root": str(Path(artifacts_root).resolve()),
+        "site_dir": str(Path(site_dir).resolve()),
+        "config": str(Path(config).resolve()) if config else None,
+        "publish": publish,
+    }
+
+
+def nightly_deployment(
+    cron: str | None = None,
+    timezone: str | None = None,
+    artifacts_root: str | Path = "pilot_artifacts",
+    site_dir: str | Path = "site",
+    config: str | Path | None = None,
+    name: str = DEPLOYMENT_NAME,
+) -> RunnerDeployment:
+    """Deployment ``nightly`` of ``nightly-drills``, ready for :func:`prefect.serve`."""
+    return nightly_drills.to_deployment(
+        name=name,
+        schedule=nightly_schedule(cron, timezone),
+        concurrency_limit=1,
+        parameters=_parameters(artifacts_root, site_dir, config, publish=True),
+        tags=TAGS,
+        description=DESCRIPTION,
+        entrypoint_type=EntrypointType.MODULE_PATH,
+    )
+
+
+def deploy_to_pool(
+    work_pool: str,
+    work_queue: str,
+    name: str,
+    *,
+    source_dir: str | Path,
+    artifacts_root: str | Path,
+    site_dir: str | Path = "site",
+    config: str | Path | None = None,
+    publish: bool = False,
+    cron: str | None = None,
+    timezone: str | None = None,
+) -> UUID:
+    """Register the nightly deployment on a work pool; its runs execute in ``source_dir``.
+
+    The pool must exist (``prefect work-pool create POOL --type process``).
+
+    Run it on the host whose worker serves ``work_queue``: the flow is loaded from
+    that host's checkout, and that worker's runs drill that host's supervisor.
+    """
+    flow = nightly_drills.from_source(
+        source=str(Path(source_dir).resolve()), entrypoint="flows/nightly.py:nightly_drills"
+    )
+    return flow.deploy(
+        name=name,
+        work_pool_name=work_pool,
+        work_queue_name=work_queue,
+        build=False,
+        push=False,
+        schedule=nightly_schedule(cron, timezone),
+        concurrency_limit=1,
+        parameters=_parameters(artifacts_root, site_dir, config, publish),
+        tags=[*TAGS, work_queue],
+        description=DESCRIPTION,
+        print_next_steps=False,
+        ignore_warnings=True,  # the "use .serve for local development" hint
+    )
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As uvicorn binds: a port whose last connections sit in TIME_WAIT is free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+class LocalServer:
+    """``prefect server start`` on 127.0.0.1 as a child process; SQLite under PREFECT_HOME."""
+
+    def __init__(self, port: int, home: Path | None = None) -> None:
+        self.port = port
+        self.home = Path(home or get_current_settings().home)
+        self.log_path = self.home / f"server-{port}.log"
+        self.popen: subprocess.Popen[bytes] | None = None
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.ui_url}/api"
+
+    def start(self, deadline_s: float = SERVER_HEALTH_DEADLINE_S) -> None:
+        if not _port_free(self.port):
+            raise DeployError(
+                f"server: port {self.port} on 127.0.0.1 is in use (another Prefect server?); "
+                "pass --port N, or drop --with-server and set PREFECT_API_URL to that server"
+            )
+        self.home.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+        env.update(PREFECT_HOME=str(self.home), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+        cmd = [sys.executable, "-m", "prefect", "server", "start",
+               "--host", "127.0.0.1", "--port", str(self.port)]  # fmt: skip
+        with open(self.log_path, "ab") as log:
+            # Its own session: Ctrl-C reaches only us, and we stop it after the runner.
+            self.popen = subprocess.Popen(
+                cmd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        end = time.monotonic() + deadline_s
+        while time.monotonic() < end:
+            if self.popen.poll() is not None:
+                break
+            if self.healthy():
+                return
+            time.sleep(0.25)
+        tail = self.log_path.read_text(encoding="utf-8", errors="replace")[-1500:]
+        status = self.popen.poll()
+        self.stop()
+        raise DeployError(
+            f"server: `{' '.join(cmd)}` did not answer {self.api_url}/health within "
+            f"{deadline_s:.0f}s (exit status {status}); its log {self.log_path} ends:\n{tail}"
+        )
+
+    def healthy(self) -> bool:
+        try:
+            return httpx.get(f"{self.api_url}/health", timeout=2.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self, timeout_s: float = 20.0) -> int | None:
+        """SIGTERM the server's process group, SIGKILL it after ``timeout_s``."""
+        if self.popen is None or self.popen.poll() is not None:
+            return None if self.popen is None else self.popen.returncode
+        for sig, wait in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 10.0)):
+            try:
+                os.killpg(self.popen.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                return self.popen.wait(timeout=wait)
+            except subprocess.TimeoutExpired:
+                continue
+        return self.popen.poll()
+
+
+def _serve(deployment: RunnerDeployment) -> None:
+    serve(deployment, pause_on_shutdown=False, limit=1)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``python -m flows serve [--with-server]``: serve ``nightly`` until Ctrl-C."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    try:
+        if args.config and not Path(args.config).is_file():
+            raise DeployError(f"--config {args.config}: no such file")
+        deployment = nightly_deployment(
+            args.cron, args.timezone, args.artifacts, args.site_dir, args.config
+        )
+    except DeployError as exc:
+        print(f"flows serve: {exc}", file=sys.stderr)
+        return 2
+    schedule = deployment.schedules[0].schedule
+    print(f"deployment nightly-drills/{deployment.name}: cron {schedule.cron!r} "
+          f"in {schedule.timezone}; artifacts_root {deployment.parameters['artifacts_root']}",
+          flush=True)  # fmt: skip
+    if not args.with_server:
+        if not PREFECT_API_URL.value():
+            print("flows serve: PREFECT_API_URL is not set, so this serves to a temporary "
+                  "server without a UI that dies with this process; use --with-server "
+                  "(make serve) or set PREFECT_API_URL", file=sys.stderr)  # fmt: skip
+        _serve(deployment)
+        return 0
+    server = LocalServer(args.port)
+    try:
+        print(f"starting a Prefect server on {server.ui_url} (log: {server.log_path}) ...",
+              flush=True)  # fmt: skip
+        server.start()
+        print(f"Prefect UI: {server.ui_url}   (Ctrl-C stops the runner and the server)",
+              flush=True)  # fmt: skip
+        os.environ["PREFECT_API_URL"] = server.api_url  # for the flow-run processes
+        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+            _serve(deployment)
+    except DeployError as exc:
+        print(f"flows serve: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        code = server.stop()
+        if code is not None:
+            print(f"Prefect server stopped (exit status {code})", flush=True)
+    return 0

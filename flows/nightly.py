@@ -1,0 +1,303 @@
+"""The ``nightly-drills`` Prefect flow: one task per drill, evidence, artifacts, site.
+
+The flow adds a schedule, a history and a rerun button to :mod:`flows.runner`;
+the drills and the evidence store never need Prefect. Drills run one at a time
+(they share the CPU and measure latency), each in a task named after it, with a
+timeout and no retries: a drill that needs a retry to pass is a finding.
+
+Every drill's result is recorded the moment its task ends, a task that crashes
+or times out included (as ``error``), so one broken drill never costs the
+evidence of the others. After the drills the run is sealed, the site is built
+(when ``publish``), the Prefect artifacts are written, and only then does the
+flow end ``Failed`` if any drill failed or errored, or the site did not build.
+
+``python -m flows nightly`` (``make drill``) runs the flow once, locally.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_table_artifact,
+)
+from prefect.cache_policies import NO_CACHE
+from prefect.states import Completed, Failed, State
+
+from flows.drills import DrillOptions, check_ids, kill_leftovers, run_drill
+from flows.drills._log import DrillLog
+from flows.errors import FlowsError
+from flows.evidence import RunWriter, new_run_dir
+from flows.runner import key_metric, summary_table
+
+__all__ = [
+    "DRILL_TIMEOUT_S",
+    "FLOW_NAME",
+    "cmd_nightly",
+    "nightly_drills",
+    "run_page_link",
+]
+
+FLOW_NAME = "nightly-drills"
+DRILL_TIMEOUT_S = 300.0  # the slowest drill takes ~6 s; a hang is a finding, not a wait
+SITE_URL_ENV = "NIGHTLY_SITE_URL"  # e.g. https://evidence.example/ when the site is served
+ARTIFACT_RESULTS = "drill-results"
+ARTIFACT_EVIDENCE = "drill-evidence"
+ARTIFACT_SITE = "drill-site"
+_REPO = Path(__file__).resolve().parent.parent
+
+
+@task(retries=0, cache_policy=NO_CACHE, persist_result=False)
+def drill_task(drill_id: str, log_path: str, config: str | None) -> dict[str, Any]:
+    """Run one drill against its own supervisor; the result dict of ``results.json``."""
+    return run_drill(drill_id, Path(log_path), _options(config)).to_dict()
+
+
+@task(name="publish-site", retries=0, cache_policy=NO_CACHE, persist_result=False)
+def publish_task(artifacts_root: str, site_dir: str) -> str:
+    """Compute the trends and build the evidence site; the path of its index.html."""
+    try:
+        from flows.site import publish
+    except ImportError as exc:
+        raise FlowsError(
+            f"publish: flows.site.publish is not available ({exc}); the evidence is "
+            "written, but no site was built. Rerun with publish=false (--no-publish), "
+            "or install the evidence-site module"
+        ) from exc
+    site = Path(site_dir)
+    if site.resolve() == (_REPO / "site").resolve():
+        return str(publish(Path(artifacts_root), site))  # the repo's docs/generated, as make site
+    # Elsewhere (tests, shared storage) the generated pages are scratch, so the
+    # repository's docs/ is never rewritten by a build it does not serve.
+    with tempfile.TemporaryDirectory(prefix="flows-nightly-docs-") as docs:
+        return str(publish(Path(artifacts_root), site, docs_dir=Path(docs)))
+
+
+def _options(config: str | None) -> DrillOptions:
+    return DrillOptions(config=Path(config) if config else None)
+
+
+def _task_error(drill_id: str, log_path: Path, state: State) -> dict[str, Any]:
+    """The ``error`` entry of a drill whose task did not return (crash, timeout)."""
+    message = f"error: the Prefect task ended {state.name}: {state.message or 'no message'}"
+    last = ""
+    if log_path.exists():
+        lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        last = lines[-1].split(" ", 1)[-1] if lines else ""
+    if last.startswith("FAIL: "):
+        summary = last  # run_drill already closed the log (an interrupt, a timeout)
+    else:
+        dlog = DrillLog(log_path)
+        summary = dlog.finish(False, message)
+        dlog.close()
+    return {
+        "id": drill_id,
+        "status": "error",
+        "started_at": None,
+        "duration_s": None,
+        "summary": summary,
+        "log": log_path.name,
+        "metrics": {},
+    }
+
+
+def run_page_link(site_index: Path, run_id: str) -> str:
+    """The URL of a run's page: under ``$NIGHTLY_SITE_URL`` if set, else a file:// URL."""
+    from flows.site import run_page_url
+
+    page = run_page_url(run_id)
+    base = os.environ.get(SITE_URL_ENV, "").strip()
+    if base:
+        return base.rstrip("/") + "/" + page
+    return (site_index.parent / page / "index.html").resolve().as_uri()
+
+
+def _table(results: dict[str, Any]) -> list[dict[str, str]]:
+    rows = []
+    for d in results["drills"]:
+        duration = d.get("duration_s")
+        rows.append(
+            {
+                "drill": d["id"],
+                "status": d["status"].upper(),
+                "duration": "-" if duration is None else f"{duration:.2f} s",
+                "key metric": key_metric(d),
+            }
+        )
+    return rows
+
+
+def _evidence_markdown(
+    results: dict[str, Any], run_dir: Path, site: str | None, publish_error: str | None
+) -> str:
+    bad = [d for d in results["drills"] if d["status"] != "pass"]
+    lines = [
+        f"# {results['run_id']}: {results['verdict'].upper()}",
+        "",
+        f"{len(results['drills']) - len(bad)} of {len(results['drills'])} drill(s) passed "
+        f"on `{results['host']['hostname']}`.",
+        "",
+    ]
+    if bad:
+        lines += ["## Failing drills", ""]
+        lines += [f"- **{d['id']}** ({d['status']}): `{d['summary']}`" for d in bad]
+        lines.append("")
+    lines += [
+        "## Evidence",
+        "",
+        f"- run folder: `{run_dir}`",
+        f"- verify: `python -m flows verify {run_dir}`",
+    ]
+    if site:
+        lines.append(f"- site page: [{results['run_id']}]({site})")
+    elif publish_error:
+        lines.append(f"- site: **not built**: {publish_error}")
+    else:
+        lines.append("- site: not built (publish=false)")
+    return "\n".join(lines) + "\n"
+
+
+def _artifacts(
+    results: dict[str, Any], run_dir: Path, link: str | None, publish_error: str | None
+) -> None:
+    run_id = results["run_id"]
+    create_table_artifact(
+        _table(results),
+        key=ARTIFACT_RESULTS,
+        description=f"{run_id}: {results['verdict'].upper()}",
+    )
+    create_markdown_artifact(
+        _evidence_markdown(results, run_dir, link, publish_error),
+        key=ARTIFACT_EVIDENCE,
+        description=f"{run_id}: verdict, failing drills, where the evidence is",
+    )
+    if link:
+        create_link_artifact(
+            link,
+            link_text=f"evidence page of {run_id}",
+            key=ARTIFACT_SITE,
+            description="this run's page in the evidence site",
+        )
+    else:
+        create_link_artifact(
+            run_dir.resolve().as_uri(),
+            link_text=f"run folder {run_id} (no site built)",
+            key=ARTIFACT_SITE,
+            description="the site was not built; this is the run folder",
+        )
+
+
+@flow(name=FLOW_NAME, retries=0, log_prints=False)
+def nightly_drills(
+    drills: list[str] | None = None,
+    artifacts_root: str = "pilot_artifacts",
+    config: str | None = None,
+    publish: bool = True,
+    site_dir: str = "site",
+) -> State:
+    """Run the chaos drills one by one into a new run folder, then build the evidence site.
+
+    Args:
+        drills: drill ids to run, e.g. ["api_kill"]; empty or null runs every drill.
+        artifacts_root: the evidence root; every run, a rerun too, gets a new folder in it.
+        config: a supervisor config (TOML) whose programs to drill; null drills the demo worker.
+        publish: compute the trends and build the evidence site after the drills.
+        site_dir: where the evidence site is built.
+    """
+    logger = get_run_logger()
+    ids = check_ids(drills)
+    options = _options(config)
+    if options.config is not None:
+        options.programs()  # an unreadable config fails here, before a run folder exists
+    kill_leftovers(logger.info)
+    run_dir = new_run_dir(Path(artifacts_root))
+    command = f"prefect flow {FLOW_NAME} " + shlex.join(
+        [f"drills={','.join(ids)}", f"artifacts_root={artifacts_root}", f"config={config}"]
+    )
+    writer = RunWriter(run_dir, drills=ids, command=command, config=config)
+    logger.info("run %s: %d drill(s) into %s", writer.run_id, len(ids), run_dir)
+
+    for drill_id in ids:
+        log_path = writer.log_path(drill_id)
+        one = drill_task.with_options(
+            name=drill_id, task_run_name=drill_id, timeout_seconds=DRILL_TIMEOUT_S
+        )
+        state = one(drill_id, str(log_path), config, return_state=True)
+        if state.is_completed():
+            result = state.result()
+        else:
+            result = _task_error(drill_id, log_path, state)
+        writer.record(result)
+        logger.info("drill %s: %s; %s", drill_id, result["status"], result["summary"])
+    results = writer.finalize()
+
+    site_index: str | None = None
+    publish_error: str | None = None
+    link: str | None = None
+    if publish:
+        pstate = publish_task(str(artifacts_root), str(site_dir), return_state=True)
+        if pstate.is_completed():
+            site_index = pstate.result()
+            link = run_page_link(Path(site_index), writer.run_id)
+        else:
+            publish_error = pstate.message or pstate.name
+    _artifacts(results, run_dir, link, publish_error)
+
+    outcome = {
+        "run_id": writer.run_id,
+        "run_dir": str(run_dir),
+        "verdict": results["verdict"],
+        "results": results,
+        "site_index": site_index,
+        "site_page": link,
+        "publish_error": publish_error,
+    }
+    bad = [f"{d['id']} {d['status']}" for d in results["drills"] if d["status"] != "pass"]
+    problems = bad + ([f"site not built: {publish_error}"] if publish_error else [])
+    if problems:
+        return Failed(message=f"{writer.run_id}: " + "; ".join(problems), data=outcome)
+    return Completed(message=f"{writer.run_id}: every drill passed", data=outcome)
+
+
+def cmd_nightly(args: argparse.Namespace) -> int:
+    """``python -m flows nightly``: run the flow once, print the verdict table and paths."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    try:
+        check_ids(args.drills)
+        if args.config and not Path(args.config).is_file():
+            raise FlowsError(f"--config {args.config}: no such file")
+    except FlowsError as exc:
+        print(f"flows nightly: {exc}", file=sys.stderr)
+        return 2
+    state = nightly_drills(
+        drills=args.drills,
+        artifacts_root=args.artifacts,
+        config=args.config,
+        publish=not args.no_publish,
+        site_dir=args.site_dir,
+        return_state=True,
+    )
+    outcome = state.result(raise_on_failure=False)
+    if not isinstance(outcome, dict):  # the flow broke before the drills: no evidence
+        print(f"flows nightly: the flow ended {state.name}: {state.message}", file=sys.stderr)
+        return 1
+    print()
+    print(summary_table(outcome["results"]))
+    print(f"\nverdict:    {outcome['verdict'].upper()}")
+    print(f"run folder: {outcome['run_dir']}")
+    print(f"verify:     python -m flows verify {outcome['run_dir']}")
+    if outcome["site_index"]:
+        print(f"site:       {outcome['site_index']}")
+        print(f"run page:   {outcome['site_page']}")
+    elif outcome["publish_error"]:
+        print(f"site:       NOT BUILT: {outcome['publish_error']}")
+    return 0 if state.is_completed() else 1

@@ -1,0 +1,221 @@
+"""The ``nightly-drills`` flow end to end under a Prefect test server, and ``make drill``.
+
+The flow runs in this process (``prefect_test_harness``, started once), so a test
+may swap the drill options for ones with supervisor faults: that is how a drill
+is made to FAIL against a really broken supervisor without a public fault
+parameter on the flow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+from prefect.settings import PREFECT_API_URL
+from prefect.testing.utilities import prefect_test_harness
+
+import flows.nightly as nightly
+from flows.drills import DrillOptions
+from flows.drills._harness import marked_processes
+from flows.evidence import verify
+from flows.nightly import nightly_drills
+
+REPO = Path(__file__).resolve().parent.parent
+KEYS = {"drill-results", "drill-evidence", "drill-site"}
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[str]:
+    """One temporary Prefect server (SQLite in a temp dir) for the whole session."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    with prefect_test_harness(server_startup_timeout=90):
+        yield str(PREFECT_API_URL.value())
+
+
+def artifacts_of(flow_run_id: UUID) -> dict[str, Any]:
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+    return {a.key: a for a in found}
+
+
+def link_of(artifact: Any) -> str:
+    """The URL of a link artifact; Prefect stores it as ``[text](url)``."""
+    match = re.fullmatch(r"\[.*\]\((.+)\)", artifact.data)
+    assert match, artifact.data
+    return match.group(1)
+
+
+def only_run(root: Path) -> Path:
+    (run_dir,) = root.glob("chaos-drill-*")
+    return run_dir
+
+
+def test_passing_run_completes_with_evidence_artifacts_and_site(
+    prefect_api: str, tmp_path: Path
+) -> None:
+    """Two passing drills: state Completed, a sealed run folder, three artifacts, a built site."""
+    root, site = tmp_path / "art", tmp_path / "site"
+    state = nightly_drills(
+        drills=["bad_input", "api_kill"], artifacts_root=str(root), site_dir=str(site),
+        return_state=True,
+    )  # fmt: skip
+    assert state.is_completed(), state.message
+    run_dir = only_run(root)
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["verdict"] == "pass" and results["status"] == "complete"
+    assert [d["id"] for d in results["drills"]] == ["api_kill", "bad_input"]  # registry order
+    assert verify(run_dir).ok
+    outcome = state.result()
+    assert outcome["run_dir"] == str(run_dir) and Path(outcome["site_index"]).is_file()
+
+    arts = artifacts_of(state.state_details.flow_run_id)
+    assert KEYS <= set(arts)
+    table = arts["drill-results"].data
+    table = json.loads(table) if isinstance(table, str) else table
+    assert [(r["drill"], r["status"]) for r in table] == [
+        ("api_kill", "PASS"),
+        ("bad_input", "PASS"),
+    ]
+    assert table[0]["key metric"].startswith("kill_round_trip_ms=")
+    evidence = arts["drill-evidence"].data
+    assert "PASS" in evidence and f"python -m flows verify {run_dir}" in evidence
+    link = link_of(arts["drill-site"])
+    assert link.startswith("file://") and run_dir.name in link
+    assert Path(link.removeprefix("file://")).is_file()
+
+
+def test_failing_drill_fails_the_run_after_keeping_every_drills_evidence(
+    prefect_api: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A supervisor whose kill answers 500: api_kill FAILs, bad_input still passes and is
+    recorded, the site is built, the artifacts name the FAIL line, and the run is Failed."""
+    monkeypatch.setattr(
+        nightly, "_options", lambda config: DrillOptions(config=None, faults=("kill_500",))
+    )
+    root, site = tmp_path / "art", tmp_path / "site"
+    state = nightly_drills(
+        drills=["api_kill", "bad_input"], artifacts_root=str(root), site_dir=str(site),
+        return_state=True,
+    )  # fmt: skip
+    assert state.is_failed()
+    assert "api_kill fail" in state.message
+    run_dir = only_run(root)
+    results = json.loads((run_dir / "results.json").read_text())
+    statuses = {d["id"]: d["status"] for d in results["drills"]}
+    assert statuses == {"api_kill": "fail", "bad_input": "pass"}
+    assert results["verdict"] == "fail" and verify(run_dir).ok
+    assert (site / "generated" / "runs" / run_dir.name / "index.html").is_file()
+
+    arts = artifacts_of(state.state_details.flow_run_id)
+    assert KEYS <= set(arts)
+    api_kill = next(d for d in results["drills"] if d["id"] == "api_kill")
+    assert api_kill["summary"].startswith("FAIL: ") and "HTTP 500" in api_kill["summary"]
+    assert api_kill["summary"] in arts["drill-evidence"].data
+    assert "FAIL" in arts["drill-evidence"].data.splitlines()[0]
+
+
+def test_task_that_raises_is_recorded_as_error_and_the_others_still_run(
+    prefect_api: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If a drill's task itself crashes, its entry is ``error`` with a FAIL line, the
+    next drill runs, and the run is sealed and Failed."""
+    real = nightly.run_drill
+
+    def crashing(drill_id: str, log_path: Path, options: DrillOptions) -> Any:
+        if drill_id == "api_kill":
+            raise RuntimeError("harness exploded")
+        return real(drill_id, log_path, options)
+
+    monkeypatch.setattr(nightly, "run_drill", crashing)
+    state = nightly_drills(
+        drills=["api_kill", "bad_input"], artifacts_root=str(tmp_path / "art"), publish=False,
+        return_state=True,
+    )  # fmt: skip
+    assert state.is_failed()
+    run_dir = only_run(tmp_path / "art")
+    results = json.loads((run_dir / "results.json").read_text())
+    api_kill, bad_input = results["drills"]
+    assert api_kill["status"] == "error" and "harness exploded" in api_kill["summary"]
+    assert bad_input["status"] == "pass"
+    log = (run_dir / "drill_api_kill.log").read_text().splitlines()
+    assert log[-1].split(" ", 1)[1] == api_kill["summary"]
+    assert verify(run_dir).ok
+    arts = artifacts_of(state.state_details.flow_run_id)
+    assert KEYS <= set(arts)
+    assert "no site built" in arts["drill-site"].data
+    assert link_of(arts["drill-site"]) == run_dir.resolve().as_uri()
+
+
+def test_drill_over_its_timeout_is_an_error_and_leaves_no_process(
+    prefect_api: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A drill that outlives the task timeout is stopped, cleaned up and recorded as error."""
+    before = {p.pid for p in marked_processes(lambda v: True)}
+    monkeypatch.setattr(nightly, "DRILL_TIMEOUT_S", 0.5)  # the supervisor alone needs ~1 s
+    state = nightly_drills(
+        drills=["api_kill"], artifacts_root=str(tmp_path / "art"), publish=False,
+        return_state=True,
+    )  # fmt: skip
+    assert state.is_failed()
+    run_dir = only_run(tmp_path / "art")
+    (drill,) = json.loads((run_dir / "results.json").read_text())["drills"]
+    assert drill["status"] == "error", drill
+    assert drill["summary"].startswith("FAIL: ")
+    log = (run_dir / "drill_api_kill.log").read_text()
+    assert sum(" FAIL: " in line for line in log.splitlines()) == 1
+    assert {p.pid for p in marked_processes(lambda v: True)} <= before
+
+
+def _cli(*args: str, env: dict[str, str], timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "flows", "nightly", *args],
+        capture_output=True, text=True, cwd=REPO, env=env, timeout=timeout,
+    )  # fmt: skip
+
+
+def test_cli_exits_1_on_a_broken_target_and_still_prints_the_evidence(
+    prefect_api: str, tmp_path: Path
+) -> None:
+    """``--config`` naming a program that cannot start: drill error, exit 1, table and folder."""
+    config = tmp_path / "broken.toml"
+    config.write_text('[[programs]]\nname = "ghost"\ncommand = ["/nonexistent/ghost"]\n')
+    env = {**os.environ, "PREFECT_API_URL": prefect_api, "PREFECT_HOME": str(tmp_path / "ph")}
+    out = _cli("--artifacts", str(tmp_path / "art"), "--drill", "api_kill", "--config",
+               str(config), "--no-publish", env=env)  # fmt: skip
+    assert out.returncode == 1, out.stderr[-3000:]
+    assert "api_kill  ERROR" in out.stdout
+    assert f"run folder: {only_run(tmp_path / 'art')}" in out.stdout
+    assert "verdict:    FAIL" in out.stdout
+
+
+@pytest.mark.slow
+def test_make_drill_command_runs_the_flow_on_a_temporary_server(tmp_path: Path) -> None:
+    """What ``make drill`` runs, with no Prefect server configured: exit 0, the verdict
+    table, the run folder and the site index; the repository is left untouched."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(
+        PREFECT_HOME=str(tmp_path / "prefect-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false"
+    )
+    out = _cli("--artifacts", str(tmp_path / "art"), "--site-dir", str(tmp_path / "site"),
+               "--drill", "api_kill", env=env)  # fmt: skip
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    assert "Starting temporary server" in out.stderr
+    lines = out.stdout.splitlines()
+    assert any(line.startswith("api_kill  PASS") for line in lines), out.stdout
+    run_dir = only_run(tmp_path / "art")
+    assert f"run folder: {run_dir}" in lines
+    assert f"site:       {tmp_path / 'site' / 'index.html'}" in lines
+    assert (tmp_path / "site" / "index.html").is_file()
+    assert verify(run_dir).ok
