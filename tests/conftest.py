@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -33,6 +34,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 PYTHON = sys.executable
 MARKER_ENV = "CHAOS_TEST_MARKER"
 HEALTH_DEADLINE_S = 20.0
+_LISTENING = re.compile(r"event=listening url=http://[^ ]+:(\d+) ")
 
 T = TypeVar("T")
 
@@ -274,7 +276,6 @@ def _launch(
     workdir.mkdir(parents=True, exist_ok=True)
     config = write_config(workdir / f"{name}.toml", programs, server)
     db = db or workdir / "state.db"
-    port = port or free_port()
     if token == "":
         token = secrets.token_urlsafe(24)
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("SUPERVISOR_")}
@@ -283,7 +284,9 @@ def _launch(
     if token is not None:
         full_env["SUPERVISOR_TOKEN"] = token
     full_env.update(env or {})
-    argv = [PYTHON, "-m", "supervisor", "serve", "--config", str(config), "--port", str(port)]
+    # port 0 by default: the supervisor binds a free port itself and logs it, so no other
+    # process on a busy machine can take the port between our choice and its bind
+    argv = [PYTHON, "-m", "supervisor", "serve", "--config", str(config), "--port", str(port or 0)]
     argv += ["--db", str(db)]
     if host:
         argv += ["--host", host]
@@ -301,7 +304,7 @@ def _launch(
         )
     sup = Supervisor(
         popen=popen,
-        base_url=f"http://127.0.0.1:{port}",
+        base_url=f"http://127.0.0.1:{port or 0}",
         token=token,
         marker=marker,
         workdir=workdir,
@@ -310,6 +313,14 @@ def _launch(
         stderr_path=stderr_path,
     )
     if wait_healthy:
+        if not port:
+            bound = wait_for(
+                lambda: _LISTENING.search(sup.log()) or popen.poll() is not None,
+                HEALTH_DEADLINE_S,
+                "the supervisor's event=listening line",
+            )
+            if popen.poll() is None:
+                sup.base_url = f"http://127.0.0.1:{bound.group(1)}"
         wait_for(
             lambda: sup.healthy() or popen.poll() is not None,
             HEALTH_DEADLINE_S,
