@@ -55,7 +55,9 @@ class ProcessList(BaseModel):
 
 
 class NameBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: pydantic's lax mode took {"timeout": true} as 1 s and "2" as 2 s, bodies the
+    # published schema calls invalid (a JSON integer for a number stays accepted)
+    model_config = ConfigDict(extra="forbid", strict=True)
     name: str | None = Field(default=None, max_length=64)
 
 
