@@ -53,8 +53,9 @@ site: venv
 bench: venv
 	$(PY) benchmarks/run_all.py
 
+# FUZZ_EXAMPLES: generated requests to aim for (make test runs the bounded default, 350)
 fuzz: venv
-	$(PY) -m pytest -q tests/test_fuzz_api.py --fuzz-examples 2000
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-2000} $(PY) -m pytest -q tests/test_fuzz_api.py
 
 clean:
 	rm -rf site docs/generated .pytest_cache .ruff_cache
