@@ -905,6 +905,7 @@ def build_site(docs_dir: Path, site_dir: Path) -> Path:
     """``mkdocs build --strict`` of ``docs_dir`` into ``site_dir``; returns its index.html."""
     with tempfile.TemporaryDirectory(prefix="flows-mkdocs-") as tmp:
         config = _config(docs_dir, site_dir, Path(tmp))
+        # No -q: it silences the warnings --strict counts, and the build passes anyway.
         proc = subprocess.run(
             [
                 sys.executable,
@@ -912,7 +913,6 @@ def build_site(docs_dir: Path, site_dir: Path) -> Path:
                 "mkdocs",
                 "build",
                 "--strict",
-                "-q",
                 "-f",
                 str(config),
                 "-d",
@@ -923,12 +923,15 @@ def build_site(docs_dir: Path, site_dir: Path) -> Path:
             check=False,
         )
     if proc.returncode != 0:
+        output = (proc.stderr + proc.stdout).splitlines()
+        warnings = [line for line in output if not line.startswith("INFO")] or output[-5:]
         raise EvidenceError(
             f"site: mkdocs build --strict failed (exit {proc.returncode}) for {docs_dir}:\n"
-            f"{proc.stderr.strip() or proc.stdout.strip()}\n"
-            "fix the page it names, or run `python -m flows publish --no-build` and "
+            + "\n".join(warnings)
+            + "\nfix the page it names, or run `python -m flows publish --no-build` and "
             "`mkdocs build --strict` to see every warning"
         )
+    log.debug("site.mkdocs_output %s", proc.stderr.strip())
     _link_raw_files(docs_dir / GENERATED, site_dir / GENERATED)
     return site_dir / "index.html"
 

@@ -1,0 +1,218 @@
+"""The evidence site: a strict MkDocs build from a few runs, one failed and one incomplete."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+from flows import trends
+from flows.errors import EvidenceError
+from flows.history import load_history
+from flows.site import cmd_publish, publish, run_page_url
+from flows.synthetic import write_synthetic_runs
+
+
+class _Refs(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.refs: list[tuple[str, str]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name in ("href", "src") and value:
+                self.refs.append((tag, value))
+
+
+def refs_of(page: Path) -> list[tuple[str, str]]:
+    parser = _Refs()
+    parser.feed(page.read_text(encoding="utf-8"))
+    return parser.refs
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Eight synthetic runs (one failed api_kill, one incomplete), built strictly."""
+    work = tmp_path_factory.mktemp("site")
+    root = work / "artifacts"
+    write_synthetic_runs(root, 8, seed=2)
+    index = publish(root, work / "site", docs_dir=work / "docs")
+    runs = load_history(root, check=False).runs
+    failed = runs[runs["verdict"].eq("fail")]["run_id"].tolist()
+    incomplete = runs[runs["status"].eq("incomplete")]["run_id"].tolist()
+    assert failed and incomplete, "the fixture must hold a failed and an incomplete run"
+    return {
+        "root": root,
+        "site": work / "site",
+        "docs": work / "docs",
+        "index": index,
+        "runs": runs["run_id"].tolist(),
+        "failed": failed[0],
+        "incomplete": incomplete[0],
+    }
+
+
+def page(built: dict, url: str) -> str:
+    return (built["site"] / url / "index.html").read_text(encoding="utf-8")
+
+
+def test_strict_build_writes_home_with_every_drill(built):
+    """publish returns the built index.html; the home page badges every drill."""
+    assert built["index"] == built["site"] / "index.html"
+    home = built["index"].read_text(encoding="utf-8")
+    for drill in trends.EXPECTED_DRILLS:
+        assert f"generated/drills/{drill}/" in home
+    assert home.count('class="badge badge-') >= 2 * len(trends.EXPECTED_DRILLS)
+    assert "Completeness" in home and "Evidence integrity" in home
+
+
+def test_every_run_has_a_page_with_its_raw_files(built):
+    for run_id in built["runs"]:
+        assert run_page_url(run_id) == f"generated/runs/{run_id}/"
+        html = page(built, run_page_url(run_id))
+        assert f"python -m flows verify {built['root'] / run_id}" in html
+        assert (built["site"] / run_page_url(run_id) / "results.json").is_file()
+        assert (built["site"] / run_page_url(run_id) / "drill_sigterm.log").is_file()
+
+
+def test_failed_run_page_reads_like_the_evidence_document(built):
+    """Date, command, artifact folder, scope, results with log lines, findings, conclusion."""
+    html = page(built, run_page_url(built["failed"]))
+    for heading in (
+        "Drill command",
+        "Artifact folder",
+        "Scope",
+        "Results",
+        "Findings",
+        "Conclusion",
+        "Evidence files",
+        "Verify it yourself",
+    ):
+        assert heading in html
+    assert "badge-fail" in html
+    found = re.search(r"<strong>(\w+)</strong> (?:fail|error): FAIL: ", html)
+    assert found, "findings name the failed drill and its FAIL line"
+    assert f'href="drill_{found.group(1)}.log"' in html
+    assert "did not pass" in html
+    manifest = json.loads((built["root"] / built["failed"] / "manifest.json").read_text())
+    for digest in manifest["files"].values():
+        assert digest in html
+
+
+def test_incomplete_run_page_says_it_proves_nothing_about_the_rest(built):
+    html = page(built, run_page_url(built["incomplete"]))
+    assert "badge-incomplete" in html
+    assert "No manifest.json" in html
+    assert "did not finish" in html
+    assert "proves nothing about the rest" in html
+
+
+def test_every_local_link_and_image_resolves(built):
+    """Raw-HTML links bypass MkDocs' own check, so walk every page of the built site."""
+    site = built["site"]
+    missing = []
+    for html in site.rglob("*.html"):
+        if "assets" in html.parts or html.name == "404.html":  # 404 uses root-absolute URLs
+            continue
+        for tag, ref in refs_of(html):
+            parts = urlsplit(ref)
+            if parts.scheme or ref.startswith(("#", "mailto:", "data:")):
+                continue
+            target = (html.parent / unquote(parts.path)).resolve()
+            if target.is_dir():
+                target = target / "index.html"
+            if not target.exists():
+                missing.append(f"{html.relative_to(site)}: <{tag}> {ref}")
+    assert not missing, "\n".join(missing[:20])
+
+
+def test_site_loads_nothing_from_other_hosts(built):
+    """No external script, stylesheet, font or image on any page."""
+    external = []
+    for html in built["site"].rglob("*.html"):
+        for tag, ref in refs_of(html):
+            if tag in ("script", "link", "img", "source", "iframe") and urlsplit(ref).scheme:
+                external.append(f"{html.name}: <{tag}> {ref}")
+    assert not external, external
+
+
+def test_run_pages_stay_out_of_the_nav_but_are_reachable_from_the_archive(built):
+    home = built["index"].read_text(encoding="utf-8")
+    assert "generated/runs/" not in home.split('class="md-content"')[0]
+    month = built["runs"][0].split("-")[2][:6]
+    archive = page(built, f"generated/archive/{month[:4]}-{month[4:]}")
+    assert f"../../runs/{built['runs'][0]}/" in archive
+
+
+def test_search_index_finds_runs_by_id_through_the_archive(built):
+    index = json.loads((built["site"] / "search" / "search_index.json").read_text())
+    text = " ".join(doc["text"] for doc in index["docs"])
+    for run_id in built["runs"]:
+        assert run_id in text
+
+
+def test_charts_are_transparent_svg_with_grey_text(built):
+    charts = sorted((built["site"] / "generated" / "charts").glob("*.svg"))
+    assert len(charts) >= 5
+    for chart in charts:
+        svg = chart.read_text()
+        assert svg.lstrip().startswith("<?xml") and "<svg" in svg
+        assert "#8a8a8a" in svg
+        assert "fill: #ffffff" not in svg
+
+
+def test_a_tampered_run_is_marked_not_verified(tmp_path):
+    """A changed log turns its run page and the home page red, and the build still passes."""
+    root = tmp_path / "artifacts"
+    write_synthetic_runs(root, 5, seed=9)
+    victim = sorted(root.glob("chaos-drill-*"))[0]
+    (victim / "drill_bad_input.log").write_text("PASS: trust me\n")
+    index = publish(root, tmp_path / "site", docs_dir=tmp_path / "docs")
+    run_html = (tmp_path / "site" / run_page_url(victim.name) / "index.html").read_text()
+    assert "NOT VERIFIED" in run_html
+    assert "changed file drill_bad_input.log" in run_html
+    assert "fail verification" in index.read_text()
+
+
+def test_strict_build_fails_on_a_broken_link(tmp_path):
+    """The strict check can fail: a hand-written page with a dead link stops publish."""
+    root = tmp_path / "artifacts"
+    write_synthetic_runs(root, 2, seed=1)
+    docs = tmp_path / "docs"
+    publish(root, tmp_path / "site", build=False, docs_dir=docs)
+    (docs / "about.md").write_text("# About\n\n[gone](no-such-page.md)\n")
+    from flows.site import build_site
+
+    with pytest.raises(EvidenceError, match="strict"):
+        build_site(docs, tmp_path / "site")
+
+
+def test_publish_of_an_empty_root_still_builds(tmp_path):
+    index = publish(tmp_path / "none", tmp_path / "site", docs_dir=tmp_path / "docs")
+    assert "No runs yet" in index.read_text()
+
+
+def test_cli_publish_no_build_writes_markdown_only(tmp_path, monkeypatch):
+    """``--no-build`` generates the pages (into the repo's docs/ by default, so redirect)."""
+    root = tmp_path / "artifacts"
+    write_synthetic_runs(root, 3, seed=4)
+    docs = tmp_path / "docs"
+    import flows.site as site_module
+
+    shutil.copytree(site_module.DOCS, docs, ignore=shutil.ignore_patterns("generated"))
+    monkeypatch.setattr(site_module, "DOCS", docs)
+
+    class Args:
+        artifacts = str(root)
+        site_dir = str(tmp_path / "site")
+        no_build = True
+
+    assert cmd_publish(Args()) == 0
+    assert (docs / "generated" / "home.md").is_file()
+    assert len(list((docs / "generated" / "runs").glob("*/index.md"))) == 3
+    assert not (tmp_path / "site").exists()

@@ -1,0 +1,255 @@
+"""Trend maths on hand-built frames with known answers, and loading run folders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from flows import trends
+from flows.history import cmd_trends, load_history, trends_table
+from flows.synthetic import write_synthetic_runs
+
+DAY0 = pd.Timestamp("2026-01-01 02:00", tz="UTC")
+
+
+def drills_frame(rows: list[tuple]) -> pd.DataFrame:
+    """Rows of (day, drill, status[, metric[, verified]]) with run ids ``r<day>``."""
+    out = []
+    for row in rows:
+        day, drill, status, *rest = row
+        metric = rest[0] if rest else float("nan")
+        verified = rest[1] if len(rest) > 1 else True
+        at = DAY0 + pd.Timedelta(days=day)
+        out.append(
+            {
+                "run_id": f"r{day:03d}",
+                "started_at": at,
+                "night": at.normalize(),
+                "drill": drill,
+                "status": status,
+                "metric": float(metric),
+                "verified": verified,
+            }
+        )
+    return pd.DataFrame(out).astype({"run_id": "str", "drill": "str", "status": "str"})
+
+
+def runs_frame(drills: pd.DataFrame) -> pd.DataFrame:
+    return drills.drop_duplicates("run_id")[["run_id", "started_at", "night"]].reset_index(
+        drop=True
+    )
+
+
+def series(drill: str, statuses: str) -> list[tuple]:
+    """``"PPF."`` → pass, pass, fail, incomplete on days 0, 1, 2, 3."""
+    code = {"P": "pass", "F": "fail", "E": "error", ".": "incomplete"}
+    return [(i, drill, code[c]) for i, c in enumerate(statuses)]
+
+
+def test_pass_rates_over_last_7_last_30_and_all_time():
+    """40 outcomes: 10 fails then 30 passes, except fails at positions 35 and 38."""
+    statuses = "F" * 10 + "P" * 25 + "F" + "PP" + "F" + "P"
+    rates = trends.pass_rates(drills_frame(series("api_kill", statuses)))
+    row = rates.loc["api_kill"]
+    assert row["pass_7"] == pytest.approx(5 / 7)
+    assert row["pass_30"] == pytest.approx(28 / 30)
+    assert row["pass_all"] == pytest.approx(28 / 40)
+    assert row["outcomes"] == 40
+
+
+def test_pass_rates_ignore_incomplete_executions():
+    """An incomplete drill is a gap, not a failure and never a pass."""
+    rates = trends.pass_rates(drills_frame(series("sigterm", "PP.F..")))
+    assert rates.loc["sigterm", "pass_all"] == pytest.approx(2 / 3)
+    assert rates.loc["sigterm", "outcomes"] == 3
+
+
+def test_streak_counts_the_current_run_of_same_kind_outcomes():
+    """Fail and error are both 'not passing' and extend the same streak."""
+    frame = drills_frame(series("a", "PPPFPP") + series("b", "PPFEF"))
+    s = trends.streaks(frame)
+    assert (s.loc["a", "streak"], bool(s.loc["a", "streak_passing"])) == (2, True)
+    assert (s.loc["b", "streak"], bool(s.loc["b", "streak_passing"])) == (3, False)
+
+
+def test_flips_and_flip_rate():
+    """PFPPFF has flips at 1, 2, 4: three flips over five consecutive pairs."""
+    f = trends.flips(drills_frame(series("a", "PFPPFF") + series("b", "P")))
+    assert f.loc["a", "flips"] == 3
+    assert f.loc["a", "flip_rate"] == pytest.approx(3 / 5)
+    assert f.loc["b", "flips"] == 0
+    assert pd.isna(f.loc["b", "flip_rate"])
+
+
+def test_regressions_name_the_runs_either_side():
+    """Each first non-pass after a pass is a regression; a run of fails counts once."""
+    frame = drills_frame(series("a", "PPFFPE.P"))
+    reg = trends.regressions(frame)
+    assert reg[["last_pass_run", "first_fail_run", "status"]].values.tolist() == [
+        ["r001", "r002", "fail"],
+        ["r004", "r005", "error"],
+    ]
+
+
+def test_regression_skips_incomplete_executions_between_pass_and_fail():
+    """P . F: the incomplete run is not an outcome, so the pass is the run before the fail."""
+    reg = trends.regressions(drills_frame(series("a", "P.F")))
+    assert reg[["last_pass_run", "first_fail_run"]].values.tolist() == [["r000", "r002"]]
+
+
+def test_freshness_counts_only_passes_in_verified_runs():
+    """The newest pass is in a run that fails verify, so freshness goes back to day 1."""
+    frame = drills_frame(
+        [(0, "a", "pass"), (1, "a", "pass"), (2, "a", "fail"), (3, "a", "pass", 1.0, False)]
+        + [(0, "b", "fail")]
+    )
+    now = DAY0 + pd.Timedelta(days=4)
+    fresh = trends.freshness(frame, now)
+    assert fresh.loc["a", "last_verified_pass"] == DAY0 + pd.Timedelta(days=1)
+    assert fresh.loc["a", "freshness"] == pd.Timedelta(days=3)
+    assert pd.isna(fresh.loc["b", "freshness"])
+
+
+def test_gaps_find_missing_nights_and_missing_drills():
+    """Days 0..5 with no run on 2 and 4; day 3 lacks drill b; until day 7 adds 6 and 7."""
+    rows = []
+    for day in (0, 1, 3, 5):
+        rows.append((day, "a", "pass"))
+        if day != 3:
+            rows.append((day, "b", "fail" if day == 5 else "pass"))
+    frame = drills_frame(rows)
+    found = trends.gaps(
+        runs_frame(frame), frame, expected=("a", "b"), until=(DAY0 + pd.Timedelta(days=7))
+    )
+    nights = found[found["kind"].eq("missing_night")]["night"].dt.day.tolist()
+    assert nights == [3, 5, 7, 8]  # 2026-01-03, -05, -07, -08
+    missing = found[found["kind"].eq("missing_drill")]
+    assert missing[["drill", "run_id"]].values.tolist() == [["b", "r003"]]
+
+
+def test_a_rerun_of_one_drill_is_not_a_gap_when_its_night_is_covered():
+    """Night 0 has the nightly run (a, b) and an afternoon rerun of b only."""
+    frame = drills_frame([(0, "a", "pass"), (0, "b", "fail")])
+    rerun = frame.iloc[[1]].assign(
+        run_id="r000-rerun", started_at=DAY0 + pd.Timedelta(hours=12), status="pass"
+    )
+    both = pd.concat([frame, rerun], ignore_index=True)
+    assert trends.gaps(runs_frame(both), both, expected=("a", "b")).empty
+
+
+def test_an_incomplete_drill_leaves_its_night_a_gap():
+    frame = drills_frame([(0, "a", "pass"), (0, "b", "incomplete")])
+    found = trends.gaps(runs_frame(frame), frame, expected=("a", "b"))
+    assert found[["kind", "drill"]].values.tolist() == [["missing_drill", "b"]]
+
+
+def test_metric_percentiles_per_month():
+    """January 1..10 ms, February 100 ms: p50 and p95 by linear interpolation."""
+    rows = [(d, "api_kill", "pass", float(d + 1)) for d in range(10)]
+    rows += [(31 + d, "api_kill", "pass", 100.0) for d in range(3)]
+    pct = trends.metric_percentiles(drills_frame(rows), ("api_kill",))
+    assert pct["p50"].tolist() == pytest.approx([5.5, 100.0])
+    assert pct["p95"].tolist() == pytest.approx([9.55, 100.0])
+    assert pct["n"].tolist() == [10, 3]
+
+
+def test_drill_summary_has_every_expected_drill_even_without_rows():
+    """A drill that never ran is listed as missing with no pass rate and never fresh."""
+    frame = drills_frame(series("api_kill", "PPF"))
+    table = trends.drill_summary(runs_frame(frame), frame, DAY0 + pd.Timedelta(days=3))
+    assert list(table.index[: len(trends.EXPECTED_DRILLS)]) == list(trends.EXPECTED_DRILLS)
+    assert table.loc["sigterm", "latest_status"] == "missing"
+    assert pd.isna(table.loc["sigterm", "pass_all"])
+    assert table.loc["sigterm", "gaps"] == 3
+    assert table.loc["api_kill", "latest_status"] == "fail"
+    assert table.loc["api_kill", "regressions"] == 1
+
+
+def test_pass_rate_over_time_is_a_rolling_window_per_drill():
+    rates = trends.pass_rate_over_time(drills_frame(series("a", "PFPF")), window=2)
+    assert rates["pass_rate"].tolist() == pytest.approx([1.0, 0.5, 0.5, 0.5])
+
+
+# --- loading run folders ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("artifacts")
+    write_synthetic_runs(root, 24, seed=7)
+    return root
+
+
+def test_synthetic_runs_verify_and_carry_a_failure_gaps_and_an_incomplete_run(synthetic_root):
+    """The generator's history has what the site must show, and verify accepts it."""
+    history = load_history(synthetic_root)
+    runs, drills = history.runs, history.drills
+    assert len(runs) == 24
+    assert runs["status"].eq("incomplete").sum() == 1
+    assert runs.loc[runs["status"].eq("complete"), "verified"].all()
+    assert drills["status"].eq("fail").any()
+    found = trends.gaps(runs, drills)
+    assert found["kind"].eq("missing_night").sum() >= 2
+
+
+def test_load_history_flags_a_tampered_run_instead_of_dropping_it(tmp_path):
+    """Editing one log breaks that run's manifest; the run stays, marked not verified."""
+    write_synthetic_runs(tmp_path, 6, seed=3)
+    victim = sorted(tmp_path.glob("chaos-drill-*"))[1]
+    log = victim / "drill_sigterm.log"
+    log.write_text(log.read_text().replace("PASS", "PASS!", 1))
+    runs = load_history(tmp_path).runs.set_index("run_id")
+    assert len(runs) == 6
+    assert not runs.loc[victim.name, "verified"]
+    assert "drill_sigterm.log" in runs.loc[victim.name, "problems"]
+
+
+def test_load_history_keeps_a_run_with_unreadable_results(tmp_path):
+    write_synthetic_runs(tmp_path, 4, seed=5)
+    victim = sorted(tmp_path.glob("chaos-drill-*"))[-1]
+    (victim / "results.json").write_text("{not json")
+    history = load_history(tmp_path)
+    row = history.runs.set_index("run_id").loc[victim.name]
+    assert row["status"] == "unreadable"
+    assert not row["verified"]
+    assert "not valid JSON" in row["problems"]
+    assert victim.name not in set(history.drills["run_id"])
+
+
+def test_results_and_metrics_reach_the_frame(tmp_path):
+    write_synthetic_runs(tmp_path, 3, seed=11)
+    first = sorted(tmp_path.glob("chaos-drill-*"))[0]
+    data = json.loads((first / "results.json").read_text())
+    drills = load_history(tmp_path).drills
+    row = drills[drills["run_id"].eq(first.name) & drills["drill"].eq("api_kill")].iloc[0]
+    entry = next(d for d in data["drills"] if d["id"] == "api_kill")
+    assert row["status"] == entry["status"]
+    assert row["metric"] == pytest.approx(
+        entry["metrics"].get("kill_round_trip_ms", float("nan")), nan_ok=True
+    )
+
+
+def test_trends_table_and_cli(synthetic_root, capsys):
+    """``python -m flows trends`` prints one line per drill and names the flagged runs."""
+    table = trends_table(load_history(synthetic_root))
+    assert set(trends.EXPECTED_DRILLS) <= set(table.index)
+
+    class Args:
+        artifacts = str(synthetic_root)
+
+    assert cmd_trends(Args()) == 0
+    out = capsys.readouterr().out
+    for drill in trends.EXPECTED_DRILLS:
+        assert drill in out
+    assert "flagged" in out and "incomplete" in out
+
+
+def test_trends_cli_on_an_empty_root_says_what_to_do(tmp_path, capsys):
+    class Args:
+        artifacts = str(tmp_path / "nothing")
+
+    assert cmd_trends(Args()) == 2
+    assert "python -m flows synth" in capsys.readouterr().err
