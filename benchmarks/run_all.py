@@ -1,0 +1,105 @@
+"""``make bench``: every benchmark of the project, then one table of figures and targets.
+
+    .venv/bin/python benchmarks/run_all.py [--soak-runs N] [--skip NAME ...]
+
+Figures, never assertions: a busy machine makes numbers worse, not tests red.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+# (figure key, label, target text, check) — check says whether the figure meets its target
+TARGETS: list[tuple[str, str, str, Callable[[float], bool]]] = [
+    ("kill_median_ms", "POST /process/kill round trip, median", "<= 5 ms", lambda v: v <= 5),
+    ("kill_p95_ms", "POST /process/kill round trip, p95", "-", lambda v: True),
+    ("sigterm_exit_median_ms", "SIGTERM to supervisor exit, median", "<= stop_timeout + 1 s",
+     lambda v: v <= 6000),
+    ("drill_suite_wall_s", "all seven drills, one recovery_drill.sh run", "<= 30 s",
+     lambda v: v <= 30),
+    ("site_1100_s", "trends + publish, 1,100 runs", "<= 15 s", lambda v: v <= 15),
+    ("site_3650_s", "trends + publish, 3,650 runs", "<= 60 s", lambda v: v <= 60),
+    ("site_peak_rss_mib", "site build peak memory", "< 1024 MiB", lambda v: v < 1024),
+    ("soak_failures", "soak failures", "0", lambda v: v == 0),
+]
+
+
+def _kill_latency() -> dict:
+    from benchmarks import kill_latency
+
+    return kill_latency.main()
+
+
+def _drill_suite() -> dict:
+    from benchmarks import drill_suite
+
+    return drill_suite.main()
+
+
+def _site_scale() -> dict:
+    from benchmarks import site_scale
+
+    figures: dict = {}
+    for runs in (1100, 3650):
+        with tempfile.TemporaryDirectory(prefix="bench-site-") as tmp:
+            got = site_scale.bench(runs, Path(tmp))
+        figures[f"site_{runs}_s"] = got.get("total_s", got.get("seconds"))
+        rss = got.get("peak_rss_mib")
+        if rss is not None:
+            figures["site_peak_rss_mib"] = max(rss, figures.get("site_peak_rss_mib", 0))
+    return figures
+
+
+def _soak(runs: int) -> Callable[[], dict]:
+    def soak() -> dict:
+        from benchmarks import soak as soak_mod
+
+        return soak_mod.main(runs=runs)
+
+    return soak
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="run every benchmark and print the figures")
+    parser.add_argument("--soak-runs", type=int, default=2, help="soak runs (default: 2)")
+    parser.add_argument("--skip", action="append", default=[],
+                        choices=["kill_latency", "drill_suite", "site_scale", "soak"])
+    args = parser.parse_args()
+    benches = {"kill_latency": _kill_latency, "drill_suite": _drill_suite,
+               "site_scale": _site_scale, "soak": _soak(args.soak_runs)}
+    figures: dict = {}
+    for name, fn in benches.items():
+        if name in args.skip:
+            continue
+        print(f"\n=== {name} ===", flush=True)
+        started = time.monotonic()
+        try:
+            figures.update(fn())
+        except Exception:  # a broken benchmark must not hide the others' figures
+            traceback.print_exc()
+            print(f"benchmark {name} failed; its figures are missing below")
+        print(f"=== {name}: {time.monotonic() - started:.0f} s ===", flush=True)
+    print("\n| figure | value | target | meets |")
+    print("| --- | --- | --- | --- |")
+    for key, label, target, ok in TARGETS:
+        value = figures.get(key)
+        if value is None:
+            print(f"| {label} | not measured | {target} | - |")
+        else:
+            print(f"| {label} | {value:g} | {target} | {'yes' if ok(value) else 'NO'} |")
+    for key, value in sorted(figures.items()):
+        if key not in {t[0] for t in TARGETS}:
+            print(f"| {key} | {value} | - | - |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
