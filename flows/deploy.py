@@ -13,12 +13,14 @@ process workers on several hosts (``docs/scaling.md``).
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -155,6 +157,14 @@ def deploy_to_pool(
     )
 
 
+def _die_with_parent_fn() -> Callable[[], None] | None:
+    """A preexec_fn: the child gets SIGTERM when we die, even by SIGKILL (Linux only)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before fork, not in the child
+    return lambda: prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
 def _port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         # As uvicorn binds: a port whose last connections sit in TIME_WAIT is free.
@@ -198,7 +208,7 @@ class LocalServer:
             # Its own session: Ctrl-C reaches only us, and we stop it after the runner.
             self.popen = subprocess.Popen(
                 cmd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,
+                start_new_session=True, preexec_fn=_die_with_parent_fn(),
             )  # fmt: skip
         end = time.monotonic() + deadline_s
         while time.monotonic() < end:

@@ -177,8 +177,12 @@ def test_make_serve_serves_nightly_runs_a_ui_rerun_and_stops_on_ctrl_c(tmp_path:
             httpx.get(f"{api}/health", timeout=2)
     finally:
         if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()  # its server gets SIGTERM from PR_SET_PDEATHSIG
+                proc.wait()
         log.close()
 
     # pause_on_shutdown=False: on the next server start the schedule is still active.
