@@ -351,7 +351,8 @@ class ProcessManager:
         if self._members(prog):
             self._terminate(prog, None)
         quick = prog.state is State.STARTING or uptime < prog.cfg.start_seconds
-        prog.quick_failures = prog.quick_failures + 1 if quick else 1
+        # only failures to stay up count toward FATAL; a crash after a good run starts afresh
+        prog.quick_failures = prog.quick_failures + 1 if quick else 0
         fields = {"pid": None, "exit_code": prog.exit_code, "exit_signal": prog.exit_signal}
         if not prog.cfg.autorestart or _faults.active("no_autorestart"):
             self._transition(prog, State.EXITED, "exited", f"{detail}; autorestart off", **fields)
@@ -363,7 +364,8 @@ class ProcessManager:
             self._transition(prog, State.FATAL, "fatal", prog.last_error, **fields)
         else:
             delay = min(
-                prog.cfg.backoff_initial * 2 ** (prog.quick_failures - 1), prog.cfg.backoff_max
+                prog.cfg.backoff_initial * 2 ** max(prog.quick_failures - 1, 0),
+                prog.cfg.backoff_max,
             )
             prog.next_start_at = time.monotonic() + delay
             self._transition(

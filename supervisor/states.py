@@ -20,7 +20,8 @@ class State(enum.StrEnum):
 
 
 _ALLOWED: dict[State, frozenset[State]] = {
-    State.STOPPED: frozenset({State.STARTING, State.FATAL}),
+    # STOPPED -> STOPPING: a kill that finds leftovers of a stopped program stops them too
+    State.STOPPED: frozenset({State.STARTING, State.STOPPING, State.FATAL}),
     State.STARTING: frozenset(
         {State.RUNNING, State.STOPPING, State.BACKOFF, State.EXITED, State.FATAL}
     ),
