@@ -146,3 +146,23 @@ def test_start_after_exit_with_vanished_command_goes_fatal(supervisor_factory, t
     assert response.json()["state"] == "fatal"
     assert "No such file or directory" in response.json()["last_error"]
     assert sup.events()[0]["kind"] == "fatal"
+
+
+def test_crash_after_a_good_run_restarts_even_with_one_allowed_quick_failure(supervisor_factory):
+    """Only failures to stay up count toward FATAL: a worker that ran fine is restarted."""
+    sup = supervisor_factory([demo_program(start_seconds=0.2, max_quick_failures=1)])
+    for _ in range(2):
+        old = sup.wait_state("running")["pid"]
+        os.kill(old, signal.SIGKILL)
+        wait_for(lambda o=old: sup.state()["pid"] not in (None, o), 10, "a restart")
+    assert sup.state()["state"] in ("starting", "running")
+    assert not any(e["kind"] == "fatal" for e in sup.events())
+
+
+def test_kill_stops_leftovers_of_an_already_stopped_program(supervisor_factory):
+    """Leftovers found after a program is stopped are stopped by the next kill (200, not 500)."""
+    sup = supervisor_factory([fixture_program("leader_exits_early", autorestart=False)])
+    wait_for(lambda: sup.state()["state"] in ("exited", "stopped"), 15, "the leader's exit")
+    again = sup.client.post("/process/kill", json={"name": "leader_exits_early"})
+    assert again.status_code == 200
+    wait_for(lambda: not sup.workload(), 5, "no leftovers")
