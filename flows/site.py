@@ -436,7 +436,7 @@ def _a(href: str, text: str) -> str:
 
 def _html_table(head: list[str], rows: list[str], right: tuple[int, ...] = ()) -> str:
     """A table as one raw-HTML block: far cheaper for MkDocs than a Markdown table."""
-    ths = "".join(
+    ths = " ".join(
         f'<th style="text-align:right">{h}</th>' if i in right else f"<th>{h}</th>"
         for i, h in enumerate(head)
     )
@@ -450,7 +450,8 @@ def _html_table(head: list[str], rows: list[str], right: tuple[int, ...] = ()) -
 def _tr(cells: list[str], right: tuple[int, ...] = ()) -> str:
     return (
         "<tr>"
-        + "".join(
+        # The spaces keep cells apart in the search index ("2026-10-30 chaos-drill-…").
+        + " ".join(
             f'<td style="text-align:right">{c}</td>' if i in right else f"<td>{c}</td>"
             for i, c in enumerate(cells)
         )
