@@ -101,7 +101,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"model": Error, "description": "body over 64 KiB"},
     422: {"model": Error, "description": "malformed request"},
 }
-_QUERY_ERRORS = {k: v for k, v in _ERRORS.items() if k != 413}
+# BodyLimit answers 413 on every route, GETs included, so every route documents it
+_HEALTH_ERRORS = {413: _ERRORS[413]}
 
 
 class BodyLimit:
@@ -228,15 +229,15 @@ def create_app(manager: ProcessManager, token: Token, *, manage_lifecycle: bool 
     async def _ambiguous(request: Request, exc: AmbiguousProgram) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=422)
 
-    @app.get("/healthz", response_model=Health, tags=["health"])
+    @app.get("/healthz", response_model=Health, tags=["health"], responses=_HEALTH_ERRORS)
     def healthz() -> dict:
         return {"status": "ok"}
 
-    @app.get("/processes", response_model=ProcessList, dependencies=auth, responses=_QUERY_ERRORS)
+    @app.get("/processes", response_model=ProcessList, dependencies=auth, responses=_ERRORS)
     def processes() -> dict:
         return {"processes": [p.snapshot() for p in manager.programs.values()]}
 
-    @app.get("/process", response_model=ProcessInfo, dependencies=auth, responses=_QUERY_ERRORS)
+    @app.get("/process", response_model=ProcessInfo, dependencies=auth, responses=_ERRORS)
     def process(name: Annotated[str | None, Query(max_length=64)] = None) -> dict:
         return manager.get(name).snapshot()
 
@@ -259,7 +260,7 @@ def create_app(manager: ProcessManager, token: Token, *, manage_lifecycle: bool 
     def restart(body: NameBody | None = None) -> dict:
         return manager.restart(body.name if body else None)
 
-    @app.get("/events", response_model=EventList, dependencies=auth, responses=_QUERY_ERRORS)
+    @app.get("/events", response_model=EventList, dependencies=auth, responses=_ERRORS)
     def events(limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
         return {"events": manager.events(limit)}
 
