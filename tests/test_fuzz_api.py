@@ -187,6 +187,23 @@ def test_kill_refuses_bodies_the_schema_calls_invalid(target: Target, body: dict
     assert answer.status_code == 422, answer.text
 
 
+@pytest.mark.parametrize(("method", "path"), [(m, p) for m, p, _ in OPERATIONS])
+def test_over_limit_body_answer_is_documented_on_every_route(
+    target: Target, method: str, path: str
+):
+    """A body over 64 KiB gets 413 on every route, GETs included, and the schema says so."""
+    case = target.schema[path][method].Case()
+    response = target.session.request(
+        method,
+        target.sup.base_url + path,
+        data=b"a" * (64 * 1024 + 1),
+        headers={**target.sup.auth, "Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert response.status_code == 413, response.text
+    case.validate_response(response, checks=[status_code_conformance, response_schema_conformance])
+
+
 def test_supervisor_survived_the_fuzz(target: Target):
     """After the fuzz: still up and healthy, no traceback logged, no orphan, enough requests."""
     if target.cases == 0:
