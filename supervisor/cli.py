@@ -92,7 +92,7 @@ def serve(args: argparse.Namespace) -> int:
     )
     uv = uvicorn.Config(
         app,
-        log_level="warning",
+        log_level="info" if args.access_log else "warning",  # access lines log at info
         access_log=args.access_log,
         timeout_graceful_shutdown=1,
         lifespan="on",
