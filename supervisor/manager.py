@@ -13,17 +13,18 @@ import os
 import select
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from supervisor import _faults, _linux, ladder, sweep
-from supervisor.config import Config, ProgramConfig
+from supervisor import _faults, _linux, ladder, tree
+from supervisor.config import Config
 from supervisor.errors import AmbiguousProgram, UnknownProgram
+from supervisor.keeper_link import KeeperLink
+from supervisor.program import Program, resolve_python
+from supervisor.reconcile import reconcile
 from supervisor.statedb import StateDB
 from supervisor.states import ACTIVE, InvalidTransition, State, can_transition
 
@@ -38,44 +39,6 @@ def _iso_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-@dataclass
-class Program:
-    cfg: ProgramConfig
-    db_id: int
-    state: State = State.STOPPED
-    popen: subprocess.Popen[bytes] | None = None
-    leader: _linux.ProcInfo | None = None
-    leader_fd: int = -1
-    started_at: str | None = None
-    started_mono: float = 0.0
-    exit_code: int | None = None
-    exit_signal: int | None = None
-    last_error: str | None = None
-    quick_failures: int = 0
-    restarts: int = 0
-    next_start_at: float | None = None
-    lock: threading.RLock = field(default_factory=threading.RLock)
-
-    @property
-    def name(self) -> str:
-        return self.cfg.name
-
-    def snapshot(self) -> dict[str, Any]:
-        leader = self.leader if self.state in ACTIVE else None
-        return {
-            "name": self.name,
-            "state": self.state.value,
-            "pid": leader.pid if leader else None,
-            "pgid": leader.pgid if leader else None,
-            "started_at": self.started_at if leader else None,
-            "exit_code": self.exit_code,
-            "exit_signal": self.exit_signal,
-            "restarts": self.restarts,
-            "last_error": self.last_error,
-            "command": list(self.cfg.command),
-        }
-
-
 class ProcessManager:
     def __init__(self, config: Config, db: StateDB) -> None:
         self.config = config
@@ -83,7 +46,7 @@ class ProcessManager:
         self.instance = uuid.uuid4().hex
         self.programs = {p.name: Program(p, db.process_id(p.name)) for p in config.programs}
         self.log_dir = db.path.parent / "logs"
-        self._keeper: subprocess.Popen[bytes] | None = None
+        self._keeper = KeeperLink(self.instance)
         self._monitor: threading.Thread | None = None
         self._stopping = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
@@ -99,9 +62,9 @@ class ProcessManager:
         if not _faults.active("no_subreaper"):
             _linux.set_child_subreaper()
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self._reconcile()
+        reconcile(self.db)
         if not _faults.active("no_keeper"):
-            self._start_keeper()
+            self._keeper.start()
         for prog in self.programs.values():
             if prog.cfg.autostart:
                 with prog.lock:
@@ -125,13 +88,8 @@ class ProcessManager:
             for t in threads:
                 t.join()
             self._sweep_descendants()
-        if self._keeper is not None and not _faults.active("no_shutdown_stop"):
-            self._keeper.stdin.close()
-            try:
-                self._keeper.wait(timeout=2)
-            except subprocess.TimeoutExpired:
-                self._keeper.kill()
-                self._keeper.wait()
+        if not _faults.active("no_shutdown_stop"):
+            self._keeper.close()
         log.info("event=shutdown_complete")
 
     # ----- public operations ------------------------------------------------
@@ -159,8 +117,9 @@ class ProcessManager:
         prog = self.get(name)
         started = time.perf_counter()
         with prog.lock:
-            # a running program: signal its group first and scan while it dies
-            members = None if prog.state in ACTIVE else self._members(prog)
+            # a running program: signal its group and the members the monitor last saw at
+            # once; the ladder's rescan then finds anything newer
+            members = list(prog.known_members) if prog.state in ACTIVE else self._members(prog)
             leader_pid = prog.leader.pid if prog.leader else None
             if prog.state not in ACTIVE and not members:
                 if prog.state is not State.STOPPED:
@@ -174,7 +133,7 @@ class ProcessManager:
                 prog,
                 State.STOPPED,
                 "stopped",
-                self._exit_detail(prog),
+                prog.exit_detail(),
                 pid=None,
                 exit_code=prog.exit_code,
                 exit_signal=prog.exit_signal,
@@ -227,7 +186,7 @@ class ProcessManager:
         try:
             with open(self.log_dir / f"{prog.name}.log", "ab") as out:
                 popen = subprocess.Popen(
-                    _resolve_python(prog.cfg.command),
+                    resolve_python(prog.cfg.command),
                     start_new_session=True,
                     env=env,
                     cwd=prog.cfg.directory,
@@ -262,37 +221,20 @@ class ProcessManager:
         )
         os.write(self._wake_w, b"x")
 
-    def _members(self, prog: Program) -> list[_linux.ProcInfo]:
+    def _members(
+        self, prog: Program, procs: dict[int, _linux.ProcInfo] | None = None
+    ) -> list[_linux.ProcInfo]:
         """Every live process of the program's tree, found in the supervisor's own subtree."""
-        procs = _linux.scan()
-        me = os.getpid()
-        children: dict[int, list[int]] = {}
-        for p in procs.values():
-            children.setdefault(p.ppid, []).append(p.pid)
-        keeper_pid = self._keeper.pid if self._keeper else None
-        others = {p.leader.pid for p in self.programs.values() if p.leader and p is not prog}
-        sid = prog.leader.sid if prog.leader else None
-        roots = []
-        for pid in children.get(me, ()):
-            info = procs[pid]
-            if pid == keeper_pid or pid in others:
-                continue
-            if sid is not None and (info.sid == sid or info.pgid == sid):
-                roots.append(pid)
-                continue
-            env = _linux.read_environ(pid)
-            if (
-                env.get(PROGRAM_ENV.encode()) == prog.name.encode()
-                and env.get(INSTANCE_ENV.encode()) == self.instance.encode()
-            ):
-                roots.append(pid)
-        out, stack = [], roots
-        while stack:
-            pid = stack.pop()
-            if not procs[pid].zombie:
-                out.append(procs[pid])
-            stack.extend(children.get(pid, ()))
-        return out
+        skip = {p.leader.pid for p in self.programs.values() if p.leader and p is not prog}
+        if self._keeper.pid is not None:
+            skip.add(self._keeper.pid)
+        return tree.program_members(
+            _linux.scan() if procs is None else procs,
+            os.getpid(),
+            sid=prog.leader.sid if prog.leader else None,
+            marker={INSTANCE_ENV: self.instance, PROGRAM_ENV: prog.name},
+            skip=skip,
+        )
 
     def _terminate(
         self, prog: Program, timeout: float | None, members: list[_linux.ProcInfo] | None = None
@@ -330,24 +272,18 @@ class ProcessManager:
             os.close(prog.leader_fd)
             prog.leader_fd = -1
 
-    def _exit_detail(self, prog: Program) -> str:
-        if prog.exit_signal is not None:
-            return f"killed by {signal.Signals(prog.exit_signal).name}"
-        return f"exit code {prog.exit_code}"
-
-    def _reap_adopted(self) -> None:
+    def _reap_adopted(self, procs: dict[int, _linux.ProcInfo] | None = None) -> None:
         me = os.getpid()
         owned = {p.popen.pid for p in self.programs.values() if p.popen}
-        if self._keeper is not None:
-            owned.add(self._keeper.pid)
-        for info in _linux.scan().values():
+        owned.add(self._keeper.pid or 0)
+        for info in (_linux.scan() if procs is None else procs).values():
             if info.ppid == me and info.zombie and info.pid not in owned:
                 _linux.reap(info.pid)
 
     def _on_exit(self, prog: Program) -> None:
         """The leader exited while nobody asked: stop what is left, then back off or give up."""
         uptime = time.monotonic() - prog.started_mono
-        detail = self._exit_detail(prog)
+        detail = prog.exit_detail()
         if self._members(prog):
             self._terminate(prog, None)
         quick = prog.state is State.STARTING or uptime < prog.cfg.start_seconds
@@ -416,27 +352,15 @@ class ProcessManager:
             try:
                 for prog in self.programs.values():
                     self._check(prog)
-                self._reap_adopted()
-                self._check_keeper()
+                procs = _linux.scan()
+                self._reap_adopted(procs)
+                for prog in self.programs.values():
+                    if prog.state in ACTIVE:
+                        prog.known_members = self._members(prog, procs)
+                self._keeper.check()
             except Exception:
                 log.exception("event=monitor_error")
                 time.sleep(MONITOR_TICK_S)
-
-    def _start_keeper(self) -> None:
-        # a bare environment: the keeper is no program and must carry no program's markers
-        env = {k: v for k, v in os.environ.items() if k in ("PATH", "PYTHONPATH", "LANG")}
-        self._keeper = subprocess.Popen(
-            [sys.executable, "-m", "supervisor.keeper", self.instance],
-            stdin=subprocess.PIPE,
-            start_new_session=True,
-            env=env,
-        )
-        log.info("event=keeper_started pid=%d", self._keeper.pid)
-
-    def _check_keeper(self) -> None:
-        if self._keeper is not None and self._keeper.poll() is not None:
-            log.error("event=keeper_died status=%s; starting a new one", self._keeper.returncode)
-            self._start_keeper()
 
     def _stop_for_shutdown(self, prog: Program) -> None:
         with prog.lock:
@@ -448,7 +372,7 @@ class ProcessManager:
                     prog,
                     State.STOPPED,
                     "stopped",
-                    f"supervisor shutdown; {self._exit_detail(prog)}",
+                    f"supervisor shutdown; {prog.exit_detail()}",
                     pid=None,
                     exit_code=prog.exit_code,
                     exit_signal=prog.exit_signal,
@@ -458,7 +382,7 @@ class ProcessManager:
 
     def _sweep_descendants(self) -> None:
         """Last line: anything still below us (not the keeper) gets SIGKILL."""
-        keeper_pid = self._keeper.pid if self._keeper else None
+        keeper_pid = self._keeper.pid
         for _ in range(20):
             left = [
                 p
@@ -475,35 +399,3 @@ class ProcessManager:
                     handle.close()
             time.sleep(0.02)
         self._reap_adopted()
-
-    def _reconcile(self) -> None:
-        """Stop what a previous supervisor on this DB left running (it was SIGKILLed)."""
-        for rec in self.db.live_records():
-            killed = 0
-            if rec["boot_id"] == _linux.boot_id() and rec["instance"]:
-                killed = sweep.sweep(rec["instance"].encode(), exclude={os.getpid()})
-                info = _linux.read_stat(rec["pid"]) if rec["pid"] else None
-                if (
-                    info
-                    and not info.zombie
-                    and rec["create_time"] is not None
-                    and abs(info.create_time - rec["create_time"]) < 0.02
-                ):
-                    handle = _linux.PidHandle.open(info.pid, info.start_ticks)
-                    if handle and handle.send(signal.SIGKILL):
-                        killed += 1
-                    if handle:
-                        handle.close()
-            detail = (
-                f"previous instance {rec['instance']} left pid {rec['pid']};"
-                f" stopped {killed} leftover process(es)"
-            )
-            self.db.record_state(rec["id"], State.STOPPED.value, "recovered", detail, pid=None)
-            log.info("event=recovered program=%s %s", rec["name"], detail)
-
-
-def _resolve_python(command: tuple[str, ...]) -> list[str]:
-    """``python`` as a program's command means the supervisor's own interpreter."""
-    if command[0] in ("python", "python3"):
-        return [sys.executable, *command[1:]]
-    return list(command)

@@ -1,0 +1,50 @@
+"""The supervisor's end of the keeper: start it, watch it, and let it go."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+
+log = logging.getLogger("supervisor.keeper")
+
+
+class KeeperLink:
+    """Holds the write end of the keeper's stdin; the keeper acts when it closes."""
+
+    def __init__(self, instance: str) -> None:
+        self.instance = instance
+        self._popen: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._popen.pid if self._popen else None
+
+    def start(self) -> None:
+        # a bare environment: the keeper is no program and must carry no program's markers
+        env = {k: v for k, v in os.environ.items() if k in ("PATH", "PYTHONPATH", "LANG")}
+        self._popen = subprocess.Popen(
+            [sys.executable, "-m", "supervisor.keeper", self.instance],
+            stdin=subprocess.PIPE,
+            start_new_session=True,
+            env=env,
+        )
+        log.info("event=keeper_started pid=%d", self._popen.pid)
+
+    def check(self) -> None:
+        """Start a new keeper if this one died (and reap the old one)."""
+        if self._popen is not None and self._popen.poll() is not None:
+            log.error("event=keeper_died status=%s; starting a new one", self._popen.returncode)
+            self.start()
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Close our end: the keeper sweeps (finding nothing after a clean stop) and exits."""
+        if self._popen is None:
+            return
+        self._popen.stdin.close()
+        try:
+            self._popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self._popen.kill()
+            self._popen.wait()

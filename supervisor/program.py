@@ -1,0 +1,66 @@
+"""One configured program: its config, state, leader process and counters."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from supervisor import _linux
+from supervisor.config import ProgramConfig
+from supervisor.states import ACTIVE, State
+
+
+@dataclass
+class Program:
+    cfg: ProgramConfig
+    db_id: int
+    state: State = State.STOPPED
+    popen: subprocess.Popen[bytes] | None = None
+    leader: _linux.ProcInfo | None = None
+    leader_fd: int = -1
+    started_at: str | None = None
+    started_mono: float = 0.0
+    exit_code: int | None = None
+    exit_signal: int | None = None
+    last_error: str | None = None
+    quick_failures: int = 0
+    restarts: int = 0
+    next_start_at: float | None = None
+    # members seen by the monitor's last scan: a kill signals them at once, then rescans
+    known_members: list[_linux.ProcInfo] = field(default_factory=list)
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+    @property
+    def name(self) -> str:
+        return self.cfg.name
+
+    def exit_detail(self) -> str:
+        if self.exit_signal is not None:
+            return f"killed by {signal.Signals(self.exit_signal).name}"
+        return f"exit code {self.exit_code}"
+
+    def snapshot(self) -> dict[str, Any]:
+        leader = self.leader if self.state in ACTIVE else None
+        return {
+            "name": self.name,
+            "state": self.state.value,
+            "pid": leader.pid if leader else None,
+            "pgid": leader.pgid if leader else None,
+            "started_at": self.started_at if leader else None,
+            "exit_code": self.exit_code,
+            "exit_signal": self.exit_signal,
+            "restarts": self.restarts,
+            "last_error": self.last_error,
+            "command": list(self.cfg.command),
+        }
+
+
+def resolve_python(command: tuple[str, ...]) -> list[str]:
+    """``python`` as a program's command means the supervisor's own interpreter."""
+    if command[0] in ("python", "python3"):
+        return [sys.executable, *command[1:]]
+    return list(command)
