@@ -189,7 +189,8 @@ def create_app(manager: ProcessManager, token: Token, *, manage_lifecycle: bool 
     app.add_middleware(BodyLimit)
     bearer = HTTPBearer(auto_error=False)
 
-    def authorised(
+    # async: a sync dependency would cost every request an extra thread-pool hop
+    async def authorised(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> None:
         if _faults.active("no_auth"):
@@ -230,15 +231,15 @@ def create_app(manager: ProcessManager, token: Token, *, manage_lifecycle: bool 
         return JSONResponse({"detail": str(exc)}, status_code=422)
 
     @app.get("/healthz", response_model=Health, tags=["health"], responses=_HEALTH_ERRORS)
-    def healthz() -> dict:
+    async def healthz() -> dict:
         return {"status": "ok"}
 
     @app.get("/processes", response_model=ProcessList, dependencies=auth, responses=_ERRORS)
-    def processes() -> dict:
+    async def processes() -> dict:
         return {"processes": [p.snapshot() for p in manager.programs.values()]}
 
     @app.get("/process", response_model=ProcessInfo, dependencies=auth, responses=_ERRORS)
-    def process(name: Annotated[str | None, Query(max_length=64)] = None) -> dict:
+    async def process(name: Annotated[str | None, Query(max_length=64)] = None) -> dict:
         return manager.get(name).snapshot()
 
     @app.post("/process/start", response_model=ProcessInfo, dependencies=auth, responses=_ERRORS)
