@@ -202,10 +202,10 @@ def test_cli_publish_no_build_writes_markdown_only(tmp_path, monkeypatch):
     root = tmp_path / "artifacts"
     write_synthetic_runs(root, 3, seed=4)
     docs = tmp_path / "docs"
-    import flows.site as site_module
+    from flows.site import _publish
 
-    shutil.copytree(site_module.DOCS, docs, ignore=shutil.ignore_patterns("generated"))
-    monkeypatch.setattr(site_module, "DOCS", docs)
+    shutil.copytree(_publish.DOCS, docs, ignore=shutil.ignore_patterns("generated"))
+    monkeypatch.setattr(_publish, "DOCS", docs)
 
     class Args:
         artifacts = str(root)

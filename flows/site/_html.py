@@ -1,0 +1,134 @@
+"""Small formatting helpers shared by the pages: escaping, badges, cells and links.
+
+Two families: Markdown text (``esc``, ``code``, ``run_link``) for the pages MkDocs
+renders as Markdown, and raw HTML (``h``, ``a``, ``html_table``, ``tr``) for the
+blocks that carry final URLs and skip MkDocs' Markdown work.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import Any
+
+import pandas as pd
+
+from flows import trends
+
+_BADGES = {"pass", "fail", "error", "incomplete", "missing", "gap", "ok", "broken", "unknown"}
+# Front matter that keeps a page out of the search index (drill and run pages).
+SEARCH_EXCLUDE = "---\nsearch:\n  exclude: true\n---\n\n"
+_MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]|#"})
+
+
+def esc(text: object) -> str:
+    """Plain text for a Markdown table cell or paragraph."""
+    return html.escape(str(text), quote=False).translate(_MD_SPECIAL)
+
+
+def code(text: str) -> str:
+    """An inline code span that survives backticks in ``text``."""
+    ticks = "`" * (max((len(m) for m in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or len(ticks) > 1 else ""
+    return f"{ticks}{pad}{text}{pad}{ticks}"
+
+
+def badge(kind: str, text: str | None = None) -> str:
+    cls = kind if kind in _BADGES else "unknown"
+    return f'<span class="badge badge-{cls}">{html.escape(text or kind.upper())}</span>'
+
+
+def when(ts: Any) -> str:
+    return "—" if ts is None or pd.isna(ts) else f"{ts:%Y-%m-%d %H:%M} UTC"
+
+
+def age(delta: Any) -> str:
+    if delta is None or pd.isna(delta):
+        return badge("missing", "never")
+    hours = delta.total_seconds() / 3600
+    text = f"{hours:.0f} h ago" if hours < 48 else f"{hours / 24:.0f} days ago"
+    return badge("pass", text) if hours <= 36 else badge("fail", text)
+
+
+def rate(x: Any) -> str:
+    return "—" if pd.isna(x) else f"{x:.0%}"
+
+
+def streak(row: Any) -> str:
+    if pd.isna(row["streak"]):
+        return "—"
+    return f"{int(row['streak'])} × {'pass' if row['streak_passing'] else 'not pass'}"
+
+
+def gaps_cell(n: int) -> str:
+    return badge("gap", str(n)) if n else badge("pass", "0")
+
+
+def run_link(run_id: str, prefix: str) -> str:
+    return f"[{run_id}]({prefix}runs/{run_id}/index.md)"
+
+
+def evidence_badge(status: str, verified: bool, problems: str) -> str:
+    if verified:
+        return badge("ok", "verified")
+    if problems:
+        return badge("broken", "NOT VERIFIED")
+    return badge("incomplete", status.upper())
+
+
+def metric_text(drill: str, value: Any) -> str:
+    return "—" if pd.isna(value) else f"{trends.KEY_METRICS.get(drill, 'metric')} {value:g}"
+
+
+def gap_lines(found: pd.DataFrame, prefix: str) -> list[str]:
+    lines = []
+    for g in found.sort_values("night", ascending=False).itertuples(index=False):
+        night = f"{g.night:%Y-%m-%d}"
+        if g.kind == "missing_night":
+            lines.append(f"- {night}: no run that night")
+        else:
+            lines.append(f"- {night}: no result for **{g.drill}** in {run_link(g.run_id, prefix)}")
+    return lines
+
+
+def indent(lines: list[str]) -> list[str]:
+    return ["    " + line if line else "" for line in lines]
+
+
+def h(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def a(href: str, text: str) -> str:
+    """A raw-HTML link; ``href`` is a final URL (raw HTML is not rewritten by MkDocs)."""
+    return f'<a href="{h(href)}">{text}</a>'
+
+
+def html_table(head: list[str], rows: list[str], right: tuple[int, ...] = ()) -> str:
+    """A table as one raw-HTML block: far cheaper for MkDocs than a Markdown table."""
+    ths = " ".join(
+        f'<th style="text-align:right">{title}</th>' if i in right else f"<th>{title}</th>"
+        for i, title in enumerate(head)
+    )
+    return (
+        f"<table>\n<thead><tr>{ths}</tr></thead>\n<tbody>\n"
+        + "\n".join(rows)
+        + ("\n</tbody>\n</table>\n")
+    )
+
+
+def tr(cells: list[str], right: tuple[int, ...] = ()) -> str:
+    return (
+        "<tr>"
+        # The spaces keep cells apart in the search index ("2026-10-30 chaos-drill-…").
+        + " ".join(
+            f'<td style="text-align:right">{c}</td>' if i in right else f"<td>{c}</td>"
+            for i, c in enumerate(cells)
+        )
+        + "</tr>"
+    )
+
+
+# Page URLs as the built site has them (use_directory_urls), for raw-HTML links.
+def run_href(run_id: str, up: str) -> str:
+    return f"{up}runs/{run_id}/"

@@ -1,0 +1,261 @@
+"""One evidence page per run, and the run's raw files placed beside it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pandas as pd
+
+from flows import trends
+from flows.site._html import SEARCH_EXCLUDE, a, badge, evidence_badge, h, metric_text, when
+
+log = logging.getLogger("flows.site")
+
+
+def link_or_copy(src: str, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+def copy_run(folder: Path, dest: Path) -> tuple[set[str], dict[str, bytes]]:
+    """Put a run's flat files next to its page; return their names and the bytes of the
+    logs and JSON files the page quotes.
+
+    A hard link is one cheap syscall per file at 3,650 runs; the copy in the docs
+    dir is only read (by MkDocs), and the next publish unlinks it. Another disk
+    falls back to a copy.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    before = set(os.listdir(dest))
+    copied: set[str] = set()
+    texts: dict[str, bytes] = {}
+    try:
+        entries = [e for e in os.scandir(folder) if e.is_file() and not e.name.startswith(".")]
+    except OSError as exc:
+        log.warning("site.run_unlistable run=%s reason=%s", folder.name, exc)
+        return copied, texts
+    for entry in entries:
+        if entry.name == "index.md":
+            continue
+        target = dest / entry.name
+        try:
+            if entry.name not in before or not os.path.samefile(entry.path, target):
+                if entry.name in before:
+                    os.unlink(target)
+                link_or_copy(entry.path, target)
+            if entry.name.endswith((".log", ".json")):
+                texts[entry.name] = Path(entry.path).read_bytes()
+        except OSError as exc:
+            log.warning("site.file_unreadable path=%s reason=%s", entry.path, exc)
+            continue
+        copied.add(entry.name)
+    for gone in before - copied - {"index.md"}:
+        os.unlink(dest / gone)
+    return copied, texts
+
+
+def parse_json(name: str, texts: dict[str, bytes]) -> tuple[dict[str, Any] | None, str | None]:
+    if name not in texts:
+        return None, None
+    try:
+        data = json.loads(texts[name])
+    except ValueError as exc:
+        return None, f"{name} unreadable: {exc}"
+    return (data, None) if isinstance(data, dict) else (None, f"{name} is not an object")
+
+
+_KEY_LINE = re.compile(
+    r"->|process tree|survivor|exited|signal:|restarted|rows kept|kills:|error|refused",
+    re.IGNORECASE,
+)
+
+
+def _log_lines(name: str, lines: list[str], limit: int = 4) -> str:
+    """Key lines and the final PASS/FAIL line of a log, numbered, under a link to the file.
+
+    One ``<pre>`` per drill: thousands of run pages with an element per line did
+    not fit the build-time budget.
+    """
+    numbered = [(i + 1, line) for i, line in enumerate(lines) if line.strip()]
+    link = a(quote(name), h(name))
+    if not numbered:
+        return f"<p>{link} is empty.</p>\n"
+    last_no, last = numbered[-1]
+    key = [(n, t) for n, t in numbered[:-1] if _KEY_LINE.search(t)][-limit:]
+    shown = key + [(last_no, last)]
+    verdict = last.split(" ", 1)[1] if " " in last else last
+    note = (
+        ""
+        if verdict.startswith(("PASS:", "FAIL:"))
+        else (" The last line is not a PASS/FAIL line: the drill did not finish.")
+    )
+    width = len(str(last_no))
+    body = "\n".join(f"{n:>{width}}  {h(t)}" for n, t in shown)
+    return (
+        f"<p>Evidence from {link} ({len(lines)} lines), lines "
+        f"{', '.join(str(n) for n, _ in shown)}:{note}</p>\n<pre><code>{body}</code></pre>\n"
+    )
+
+
+def run_page(
+    run: Any,
+    results: dict[str, Any] | None,
+    manifest: dict[str, Any] | None,
+    manifest_error: str | None,
+    copied: set[str],
+    logs: dict[str, list[str]],
+    root: Path,
+    neighbours: tuple[str | None, str | None],
+    known: set[str],
+) -> str:
+    """The evidence page of one run, in the order of the evidence document.
+
+    Below the title the page is one raw-HTML block with final URLs and few
+    elements: MkDocs passes it through without the Markdown inline and TOC work
+    that dominated the build at thousands of runs. Search skips run pages (the
+    archive months carry their ids); their index would be megabytes for every
+    visitor.
+    """
+    results = results or {}
+    entries = [d for d in results.get("drills") or [] if isinstance(d, dict)]
+    host = results.get("host") if isinstance(results.get("host"), dict) else {}
+    versions = results.get("versions") if isinstance(results.get("versions"), dict) else {}
+    started, finished = run.started_at, run.finished_at
+    took = (
+        f" ({(finished - started).total_seconds():.1f} s)"
+        if not pd.isna(started) and not pd.isna(finished)
+        else ""
+    )
+    scope = [str(d.get("id")) for d in entries]
+    missing = [d for d in trends.EXPECTED_DRILLS if d not in scope]
+    month = f"{started:%Y-%m}" if not pd.isna(started) else None
+    prev, nxt = neighbours
+    facts = [
+        ("Date", f"{when(started)} → {when(finished)}{took}"),
+        ("Drill command", f"<code>{h(run.command or '—')}</code>"),
+        ("Artifact folder", f"<code>{h(run.path)}</code>"),
+        ("Scope", f"{len(scope)} drill(s): {h(', '.join(scope) or 'none')}"),
+        (
+            "Host",
+            h(
+                f"{host.get('hostname', '?')}, {host.get('platform', '?')}, "
+                f"{host.get('cpus', '?')} CPU(s)"
+            ),
+        ),
+        ("Versions", h(", ".join(f"{k} {v}" for k, v in versions.items()) or "—")),
+        ("Git commit", f"<code>{h(results.get('git_commit') or '—')}</code>"),
+    ]
+    nav = []
+    if prev:
+        nav.append(f"← previous run {a(f'../{prev}/', prev)}")
+    if nxt:
+        nav.append(f"next run {a(f'../{nxt}/', nxt)} →")
+    if month:
+        nav.append(a(f"../../archive/{month}/", f"all runs of {month}"))
+    out = [
+        SEARCH_EXCLUDE + f"# {run.run_id}",
+        "",
+        '<div class="run-page">',
+        f"<p>{badge(run.verdict or run.status)} "
+        f"{evidence_badge(run.status, run.verified, run.problems)}</p>",
+        "<p>" + "<br>\n".join(f"<strong>{k}:</strong> {v}" for k, v in facts) + "</p>",
+        f"<p>{' · '.join(nav)}</p>",
+        '<h2 id="results">Results</h2>',
+    ]
+    for d in entries:
+        did, name = str(d.get("id")), str(d.get("log") or "")
+        dur = d.get("duration_s")
+        metrics = d.get("metrics") if isinstance(d.get("metrics"), dict) else {}
+        value = metrics.get(trends.KEY_METRICS.get(did, ""))
+        metric = metric_text(did, value if isinstance(value, int | float) else None)
+        out.append(
+            f'<h3 id="drill-{h(did)}">{badge(str(d.get("status")))} '
+            f"{a(f'../../drills/{quote(did)}/', h(did))}</h3>"
+        )
+        out.append(
+            f"<p>{h(d.get('summary', ''))}<br>\n"
+            f"{f'{dur:.2f} s' if isinstance(dur, int | float) else 'no duration'} · "
+            f"{h(metric)}</p>"
+        )
+        out.append(_log_lines(name, logs[name]) if name in logs else "<p>No log was written.</p>")
+    findings = []
+    for d in entries:
+        status = d.get("status")
+        if status in ("fail", "error"):
+            findings.append(
+                f"<strong>{h(d.get('id'))}</strong> {h(status)}: {h(d.get('summary', ''))}"
+            )
+        elif status == "incomplete":
+            findings.append(
+                f"<strong>{h(d.get('id'))}</strong> did not finish: the run stopped before it"
+            )
+    if missing:
+        findings.append(f"not in this run's scope: {h(', '.join(missing))}")
+    findings += [f"evidence: {h(line)}" for line in run.problems.splitlines()]
+    if manifest_error:
+        findings.append(f"evidence: {h(manifest_error)}")
+    out.append('<h2 id="findings">Findings</h2>')
+    out.append(
+        "<ul>\n" + "\n".join(f"<li>{f}</li>" for f in findings) + "\n</ul>"
+        if findings
+        else "<p>None.</p>"
+    )
+    passed = sum(d.get("status") == "pass" for d in entries)
+    if run.status != "complete":
+        conclusion = (
+            f"The run is {h(run.status)}: {passed} of {len(entries)} drill(s) passed "
+            "before it stopped, so it proves nothing about the rest."
+        )
+    elif run.verdict == "pass":
+        conclusion = f"All {len(entries)} drill(s) in scope passed."
+    else:
+        conclusion = f"{len(entries) - passed} of {len(entries)} drill(s) did not pass."
+    if run.verified:
+        conclusion += " The evidence files verify intact against the manifest and the chain."
+    elif run.problems:
+        conclusion += " The evidence does <strong>not</strong> verify: treat this run as untrusted."
+    out += [
+        '<h2 id="conclusion">Conclusion</h2>',
+        f"<p>{conclusion}</p>",
+        '<h2 id="evidence-files">Evidence files</h2>',
+    ]
+    if manifest and isinstance(manifest.get("files"), dict):
+        files = sorted(manifest["files"].items())
+        links = ", ".join(a(quote(n), h(n)) for n, _ in files if n in copied)
+        rows = "\n".join(f"{h(digest)}  {h(name)}" for name, digest in files)
+        out.append(
+            f"<p>The sha256 of every file as sealed in manifest.json. Raw files: "
+            f"{links}.</p>\n<pre><code>{rows}</code></pre>"
+        )
+        previous = manifest.get("previous")
+        if isinstance(previous, dict):
+            pid = str(previous.get("run_id"))
+            target = a(f"../{quote(pid)}/", h(pid)) if pid in known else h(pid)
+            out.append(
+                f"<p>Chained to {target} by the sha256 of its manifest, "
+                f"<code>{h(previous.get('manifest_sha256'))}</code>.</p>"
+            )
+        else:
+            out.append("<p>First run of its chain (<code>previous</code> is null).</p>")
+    else:
+        out.append(
+            "<p>No manifest.json: the run was never sealed, so its files cannot be checked.</p>"
+        )
+    out += [
+        '<h2 id="verify-it-yourself">Verify it yourself</h2>',
+        f"<pre><code>python -m flows verify {h(run.path)}\n"
+        f"python -m flows verify {h(root)}   # every run and the hash chain</code></pre>",
+        f"<p>See {a('../../../verify/', 'how to verify evidence')}.</p>",
+        "</div>",
+        "",
+    ]
+    return "\n".join(out)
