@@ -19,6 +19,7 @@ from flows.site._build import build_site
 from flows.site._drills import drill_page
 from flows.site._home import home_page, trends_page
 from flows.site._paths import DOCS, GENERATED
+from flows.site._reference import reference_page
 from flows.site._runs import copy_run, parse_json, run_page
 
 log = logging.getLogger("flows.site")
@@ -68,6 +69,7 @@ def generate(history: History, gen: Path, now: pd.Timestamp | None = None) -> No
     charts.latency_chart(restart, gen / "charts" / "restart-delay.svg", "Restart delay per month")
 
     _write(gen / "home.md", home_page(history, table, found, now))
+    _write(gen / "reference.md", reference_page())
     _write(gen / "trends.md", trends_page(table, found_regressions, kill, restart, found))
     for drill in table.index:
         charts.metric_chart(drills, drill, gen / "charts" / f"metric-{drill}.svg")
