@@ -34,6 +34,10 @@ import httpx
 import psutil
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from flows._stats import percentile  # noqa: E402
+
 DEMO_TREE = 4
 TARGET_MEDIAN_KILL_MS = 5.0
 CONFIG = """\
@@ -153,18 +157,11 @@ class _Supervisor:
         self.stderr.close()
 
 
-def percentile(values: list[float], pct: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    rank = max(1, round(pct / 100 * len(ordered) + 0.5 - 1e-9))
-    return ordered[min(rank, len(ordered)) - 1]
-
-
 def _summary(values: list[float]) -> dict[str, float]:
     return {
         "n": len(values),
         "median_ms": round(statistics.median(values), 3),
-        "p95_ms": round(percentile(values, 95), 3),
+        "p95_ms": round(percentile(values, 0.95), 3),
         "min_ms": round(min(values), 3),
         "max_ms": round(max(values), 3),
     }

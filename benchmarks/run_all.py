@@ -21,10 +21,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 TARGETS: list[tuple[str, str, str, Callable[[float], bool]]] = [
     ("kill_median_ms", "POST /process/kill round trip, median", "<= 5 ms", lambda v: v <= 5),
     ("kill_p95_ms", "POST /process/kill round trip, p95", "-", lambda v: True),
-    ("sigterm_exit_median_ms", "SIGTERM to supervisor exit, median", "<= stop_timeout + 1 s",
-     lambda v: v <= 6000),
-    ("drill_suite_wall_s", "all seven drills, one recovery_drill.sh run", "<= 30 s",
-     lambda v: v <= 30),
+    (
+        "sigterm_exit_median_ms",
+        "SIGTERM to supervisor exit, median",
+        "<= stop_timeout + 1 s",
+        lambda v: v <= 6000,
+    ),
+    (
+        "drill_suite_wall_s",
+        "all seven drills, one recovery_drill.sh run",
+        "<= 30 s",
+        lambda v: v <= 30,
+    ),
     ("site_1100_s", "trends + publish, 1,100 runs", "<= 15 s", lambda v: v <= 15),
     ("site_3650_s", "trends + publish, 3,650 runs", "<= 60 s", lambda v: v <= 60),
     ("site_peak_rss_mib", "site build peak memory", "< 1024 MiB", lambda v: v < 1024),
@@ -70,11 +78,19 @@ def _soak(runs: int) -> Callable[[], dict]:
 def main() -> int:
     parser = argparse.ArgumentParser(description="run every benchmark and print the figures")
     parser.add_argument("--soak-runs", type=int, default=2, help="soak runs (default: 2)")
-    parser.add_argument("--skip", action="append", default=[],
-                        choices=["kill_latency", "drill_suite", "site_scale", "soak"])
+    parser.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        choices=["kill_latency", "drill_suite", "site_scale", "soak"],
+    )
     args = parser.parse_args()
-    benches = {"kill_latency": _kill_latency, "drill_suite": _drill_suite,
-               "site_scale": _site_scale, "soak": _soak(args.soak_runs)}
+    benches = {
+        "kill_latency": _kill_latency,
+        "drill_suite": _drill_suite,
+        "site_scale": _site_scale,
+        "soak": _soak(args.soak_runs),
+    }
     figures: dict = {}
     for name, fn in benches.items():
         if name in args.skip:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._util import percentile  # noqa: E402
+from flows._stats import percentile  # noqa: E402
 from flows.drills import KEY_METRICS, DrillOptions  # noqa: E402
 from flows.evidence import new_run_dir, verify  # noqa: E402
 from flows.runner import run_drills  # noqa: E402

@@ -35,32 +35,57 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run drills into a new run folder (no Prefect needed)")
-    run.add_argument("--artifacts", default=DEFAULT_ROOT, metavar="ROOT",
-                     help="evidence root; a new chaos-drill-<UTC stamp> folder is made in it "
-                          "(default: %(default)s)")
-    run.add_argument("--run-dir", metavar="DIR",
-                     help="write into exactly this folder instead of a new one under ROOT")
-    run.add_argument("--drill", action="append", metavar="ID", dest="drills",
-                     help="run only this drill; repeat for several (default: all)")
-    run.add_argument("--config", metavar="FILE",
-                     help="supervisor config (TOML) whose programs to drill "
-                          "(default: the demo worker)")
+    run.add_argument(
+        "--artifacts",
+        default=DEFAULT_ROOT,
+        metavar="ROOT",
+        help="evidence root; a new chaos-drill-<UTC stamp> folder is made in it "
+        "(default: %(default)s)",
+    )
+    run.add_argument(
+        "--run-dir",
+        metavar="DIR",
+        help="write into exactly this folder instead of a new one under ROOT",
+    )
+    run.add_argument(
+        "--drill",
+        action="append",
+        metavar="ID",
+        dest="drills",
+        help="run only this drill; repeat for several (default: all)",
+    )
+    run.add_argument(
+        "--config",
+        metavar="FILE",
+        help="supervisor config (TOML) whose programs to drill (default: the demo worker)",
+    )
     run.add_argument("--command-line", help=argparse.SUPPRESS)
 
     verify = sub.add_parser("verify", help="re-hash a run folder, or every run and the chain")
-    verify.add_argument("path", nargs="?", default=DEFAULT_ROOT, metavar="RUN_DIR|ROOT",
-                        help="one run folder, or a root holding run folders "
-                             "(default: %(default)s)")
+    verify.add_argument(
+        "path",
+        nargs="?",
+        default=DEFAULT_ROOT,
+        metavar="RUN_DIR|ROOT",
+        help="one run folder, or a root holding run folders (default: %(default)s)",
+    )
 
     trends = sub.add_parser("trends", help="print per-drill trends in the terminal")
     trends.add_argument("--artifacts", default=DEFAULT_ROOT, metavar="ROOT")
 
     publish = sub.add_parser("publish", help="compute trends and build the evidence site")
     publish.add_argument("--artifacts", default=DEFAULT_ROOT, metavar="ROOT")
-    publish.add_argument("--site-dir", default="site", metavar="DIR",
-                         help="where mkdocs writes the site (default: %(default)s)")
-    publish.add_argument("--no-build", action="store_true",
-                         help="generate the Markdown pages only; skip mkdocs build")
+    publish.add_argument(
+        "--site-dir",
+        default="site",
+        metavar="DIR",
+        help="where mkdocs writes the site (default: %(default)s)",
+    )
+    publish.add_argument(
+        "--no-build",
+        action="store_true",
+        help="generate the Markdown pages only; skip mkdocs build",
+    )
 
     synth = sub.add_parser("synth", help="write synthetic run folders (for demos and benchmarks)")
     synth.add_argument("--artifacts", required=True, metavar="ROOT")
@@ -72,24 +97,41 @@ def build_parser() -> argparse.ArgumentParser:
     nightly.add_argument("--drill", action="append", metavar="ID", dest="drills")
     nightly.add_argument("--config", metavar="FILE")
     nightly.add_argument("--no-publish", action="store_true", help="skip trends and site")
-    nightly.add_argument("--site-dir", default="site", metavar="DIR",
-                         help="where the evidence site is built (default: %(default)s)")
+    nightly.add_argument(
+        "--site-dir",
+        default="site",
+        metavar="DIR",
+        help="where the evidence site is built (default: %(default)s)",
+    )
 
     serve = sub.add_parser("serve", help="serve the nightly deployment to a Prefect server")
-    serve.add_argument("--cron", default=None,
-                       help='schedule (default: env NIGHTLY_CRON or "0 2 * * *")')
-    serve.add_argument("--timezone", default=None,
-                       help="schedule timezone (default: env NIGHTLY_TIMEZONE or UTC)")
-    serve.add_argument("--with-server", action="store_true",
-                       help="also start a local Prefect server on 127.0.0.1")
+    serve.add_argument(
+        "--cron", default=None, help='schedule (default: env NIGHTLY_CRON or "0 2 * * *")'
+    )
+    serve.add_argument(
+        "--timezone", default=None, help="schedule timezone (default: env NIGHTLY_TIMEZONE or UTC)"
+    )
+    serve.add_argument(
+        "--with-server", action="store_true", help="also start a local Prefect server on 127.0.0.1"
+    )
     serve.add_argument("--port", type=int, default=4200, help="local server port")
-    serve.add_argument("--artifacts", default=DEFAULT_ROOT, metavar="ROOT",
-                       help="the deployment's artifacts_root, made absolute "
-                            "(default: %(default)s)")
-    serve.add_argument("--site-dir", default="site", metavar="DIR",
-                       help="the deployment's site_dir, made absolute (default: %(default)s)")
-    serve.add_argument("--config", metavar="FILE",
-                       help="the deployment's supervisor config (default: the demo worker)")
+    serve.add_argument(
+        "--artifacts",
+        default=DEFAULT_ROOT,
+        metavar="ROOT",
+        help="the deployment's artifacts_root, made absolute (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--site-dir",
+        default="site",
+        metavar="DIR",
+        help="the deployment's site_dir, made absolute (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--config",
+        metavar="FILE",
+        help="the deployment's supervisor config (default: the demo worker)",
+    )
     return parser
 
 

@@ -9,7 +9,10 @@ from typing import Any
 
 import httpx
 
+from flows._stats import percentile
 from flows.drills._log import DrillLog
+
+__all__ = ["Answer", "call", "kill_body_problems", "percentile"]
 
 
 @dataclass
@@ -67,12 +70,3 @@ def kill_body_problems(body: Any, expect_name: str) -> list[str]:
     if body.get("survivors"):
         problems.append(f"survivors reported: {body['survivors']}")
     return problems
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return round(ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo), 3)
