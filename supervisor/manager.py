@@ -33,6 +33,7 @@ log = logging.getLogger("supervisor.process")
 INSTANCE_ENV = "SUPERVISOR_INSTANCE"
 PROGRAM_ENV = "SUPERVISOR_PROGRAM"
 MONITOR_TICK_S = 0.25
+MONITOR_BUSY_RECHECK_S = 0.02
 
 
 def _iso_now() -> str:
@@ -308,9 +309,10 @@ class ProcessManager:
                 prog, State.BACKOFF, "exited", f"{detail}; restart in {delay:.2f}s", **fields
             )
 
-    def _check(self, prog: Program) -> None:
+    def _check(self, prog: Program) -> bool:
+        """Act on the program's state; False when an operation holds it (nothing done)."""
         if not prog.lock.acquire(blocking=False):
-            return  # an operation is under way; it owns the program
+            return False  # an operation is under way; it owns the program
         try:
             if prog.state in (State.STARTING, State.RUNNING) and self._collect_leader(prog):
                 self._on_exit(prog)
@@ -327,17 +329,20 @@ class ProcessManager:
             ):
                 prog.restarts += 1
                 self._spawn(prog)
+            return True
         finally:
             prog.lock.release()
 
     def _monitor_loop(self) -> None:
+        last_scan = 0.0
+        busy: set[str] = set()  # held by an operation: their leader fds would only spin us
         while not self._stopping.is_set():
             poller = select.poll()
             poller.register(self._wake_r, select.POLLIN)
             for prog in self.programs.values():
-                if prog.leader_fd >= 0:
+                if prog.leader_fd >= 0 and prog.name not in busy:
                     poller.register(prog.leader_fd, select.POLLIN)
-            timeout = MONITOR_TICK_S
+            timeout = MONITOR_BUSY_RECHECK_S if busy else MONITOR_TICK_S
             for prog in self.programs.values():
                 if prog.state is State.BACKOFF and prog.next_start_at is not None:
                     timeout = min(timeout, max(0.0, prog.next_start_at - time.monotonic()))
@@ -350,13 +355,16 @@ class ProcessManager:
             if self._stopping.is_set():
                 break
             try:
-                for prog in self.programs.values():
-                    self._check(prog)
-                procs = _linux.scan()
-                self._reap_adopted(procs)
-                for prog in self.programs.values():
-                    if prog.state in ACTIVE:
-                        prog.known_members = self._members(prog, procs)
+                busy = {p.name for p in self.programs.values() if not self._check(p)}
+                # one /proc scan per tick at most: a wake-up for a leader's exit usually
+                # comes mid-kill, and a scan then would only compete with the kill's own
+                if time.monotonic() - last_scan >= MONITOR_TICK_S:
+                    last_scan = time.monotonic()
+                    procs = _linux.scan()
+                    self._reap_adopted(procs)
+                    for prog in self.programs.values():
+                        if prog.state in ACTIVE:
+                            prog.known_members = self._members(prog, procs)
                 self._keeper.check()
             except Exception:
                 log.exception("event=monitor_error")
