@@ -20,6 +20,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -126,6 +127,27 @@ def _check_file(path: Path) -> None:
         )
 
 
+WAL_DEADLINE_S = 10.0
+
+
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL, retrying while another process holds the DB.
+
+    Changing the journal mode needs an exclusive lock, and SQLite answers
+    "database is locked" at once, without its busy handler, when another
+    connection (a second supervisor migrating the same legacy DB) holds one.
+    """
+    end = time.monotonic() + WAL_DEADLINE_S
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= end:
+                raise
+            time.sleep(0.01)
+
+
 class StateDB:
     """One connection shared by the supervisor's threads, behind a lock."""
 
@@ -137,9 +159,9 @@ class StateDB:
             self._conn = sqlite3.connect(
                 path, check_same_thread=False, isolation_level=None, timeout=10
             )
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute("PRAGMA busy_timeout=10000")
+            _enable_wal(self._conn)
+            self._conn.execute("PRAGMA synchronous=NORMAL")
         except (OSError, sqlite3.Error) as exc:
             raise StateDBError(f"state DB {path} cannot be opened: {exc}") from exc
         self._lock = threading.Lock()
