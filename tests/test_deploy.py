@@ -10,10 +10,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -33,26 +31,16 @@ from flows.deploy import (
     nightly_schedule,
 )
 from flows.evidence import verify
+from tests import conftest
+from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def wait_for(condition: Callable[[], T], timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.2)
+    """Poll gently: each check here is a Prefect API call."""
+    return conftest.wait_for(condition, timeout, what, interval=0.2)
 
 
 def test_default_deployment_is_nightly_at_two_utc_with_absolute_paths(
