@@ -69,10 +69,16 @@ def scan() -> dict[int, ProcInfo]:
     return procs
 
 
-def descendants(procs: dict[int, ProcInfo], root: int) -> list[ProcInfo]:
+def children_map(procs: dict[int, ProcInfo]) -> dict[int, list[int]]:
+    """ppid -> child pids, from one scan."""
     children: dict[int, list[int]] = {}
     for p in procs.values():
         children.setdefault(p.ppid, []).append(p.pid)
+    return children
+
+
+def descendants(procs: dict[int, ProcInfo], root: int) -> list[ProcInfo]:
+    children = children_map(procs)
     out: list[ProcInfo] = []
     stack = list(children.get(root, ()))
     while stack:
@@ -163,6 +169,18 @@ class PidHandle:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+def signal_checked(info: ProcInfo, *signals: int) -> bool:
+    """Send ``signals`` in order to the process ``info`` names, only if it is still that
+    process (pid and start time); False when it is gone or was replaced."""
+    handle = PidHandle.open(info.pid, info.start_ticks)
+    if handle is None:
+        return False
+    try:
+        return all([handle.send(sig) for sig in signals])
+    finally:
+        handle.close()
 
 
 def safe_killpg(pgid: int, sig: int) -> bool:

@@ -89,7 +89,6 @@ class ProcessManager:
             for t in threads:
                 t.join()
             self._sweep_descendants()
-        if not _faults.active("no_shutdown_stop"):
             self._keeper.close()
         log.info("event=shutdown_complete")
 
@@ -128,17 +127,7 @@ class ProcessManager:
                         prog, State.STOPPED, "stopped", f"kill while {prog.state.value}"
                     )
                 return self._kill_answer(prog, leader_pid, True, [], started)
-            self._transition(prog, State.STOPPING, "stopping", "kill requested")
-            result = self._terminate(prog, timeout, members)
-            self._transition(
-                prog,
-                State.STOPPED,
-                "stopped",
-                prog.exit_detail(),
-                pid=None,
-                exit_code=prog.exit_code,
-                exit_signal=prog.exit_signal,
-            )
+            result = self._stop(prog, "kill requested", "", timeout, members)
             return self._kill_answer(prog, leader_pid, False, result.survivors, started)
 
     def restart(self, name: str | None) -> dict[str, Any]:
@@ -370,21 +359,32 @@ class ProcessManager:
                 log.exception("event=monitor_error")
                 time.sleep(MONITOR_TICK_S)
 
+    def _stop(
+        self,
+        prog: Program,
+        reason: str,
+        stopped_prefix: str = "",
+        timeout: float | None = None,
+        members: list[_linux.ProcInfo] | None = None,
+    ) -> ladder.LadderResult:
+        """STOPPING, the ladder, then STOPPED with the exit status: kill's and shutdown's path."""
+        self._transition(prog, State.STOPPING, "stopping", reason)
+        result = self._terminate(prog, timeout, members)
+        self._transition(
+            prog,
+            State.STOPPED,
+            "stopped",
+            stopped_prefix + prog.exit_detail(),
+            pid=None,
+            exit_code=prog.exit_code,
+            exit_signal=prog.exit_signal,
+        )
+        return result
+
     def _stop_for_shutdown(self, prog: Program) -> None:
         with prog.lock:
             if prog.state in ACTIVE or self._members(prog):
-                if prog.state is not State.STOPPING:
-                    self._transition(prog, State.STOPPING, "stopping", "supervisor shutdown")
-                self._terminate(prog, None)
-                self._transition(
-                    prog,
-                    State.STOPPED,
-                    "stopped",
-                    f"supervisor shutdown; {prog.exit_detail()}",
-                    pid=None,
-                    exit_code=prog.exit_code,
-                    exit_signal=prog.exit_signal,
-                )
+                self._stop(prog, "supervisor shutdown", "supervisor shutdown; ")
             elif prog.state is not State.STOPPED:
                 self._transition(prog, State.STOPPED, "stopped", "supervisor shutdown", pid=None)
 
@@ -401,9 +401,6 @@ class ProcessManager:
                 break
             log.warning("event=shutdown_sweep pids=%s", [p.pid for p in left])
             for info in left:
-                handle = _linux.PidHandle.open(info.pid, info.start_ticks)
-                if handle:
-                    handle.send(signal.SIGKILL)
-                    handle.close()
+                _linux.signal_checked(info, signal.SIGKILL)
             time.sleep(0.02)
         self._reap_adopted()

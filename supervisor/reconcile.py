@@ -25,13 +25,7 @@ def _kill_recorded(pid: int | None, create_time: float | None) -> int:
         return 0
     if abs(info.create_time - create_time) >= 0.02:
         return 0  # the pid was reused by an unrelated process
-    handle = _linux.PidHandle.open(info.pid, info.start_ticks)
-    if handle is None:
-        return 0
-    try:
-        return 1 if handle.send(signal.SIGKILL) else 0
-    finally:
-        handle.close()
+    return 1 if _linux.signal_checked(info, signal.SIGKILL) else 0
 
 
 def reconcile(db: StateDB) -> None:

@@ -39,12 +39,7 @@ def sweep(instance: bytes, exclude: set[int], deadline_s: float = SWEEP_DEADLINE
         quiet_scans = 0
         for info in marked:
             # stop first so nothing forks between our scan and the kill
-            handle = _linux.PidHandle.open(info.pid, info.start_ticks)
-            if handle is None:
-                continue
-            handle.send(signal.SIGSTOP)
-            handle.send(signal.SIGKILL)
-            handle.close()
-            killed.add(info.pid)
+            if _linux.signal_checked(info, signal.SIGSTOP, signal.SIGKILL):
+                killed.add(info.pid)
         time.sleep(0.005)
     return len(killed)

@@ -24,9 +24,7 @@ def program_members(
     skip: set[int],
 ) -> list[_linux.ProcInfo]:
     """Live (non-zombie) members, from one scan of /proc."""
-    children: dict[int, list[int]] = {}
-    for p in procs.values():
-        children.setdefault(p.ppid, []).append(p.pid)
+    children = _linux.children_map(procs)
     wanted = {k.encode(): v.encode() for k, v in marker.items()}
     roots = []
     for pid in children.get(supervisor_pid, ()):
