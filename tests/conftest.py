@@ -42,6 +42,17 @@ T = TypeVar("T")
 # ----- small helpers --------------------------------------------------------
 
 
+def flows_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "flows", *args]
+
+
+def run_flows(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``python -m flows ARGS`` from the repository, output captured as text."""
+    return subprocess.run(
+        flows_cmd(*args), cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from flows.drills import DrillOptions, run_drill
 from flows.drills._harness import marked_processes
 from flows.evidence import verify
 from flows.runner import run_drills
+from tests.conftest import run_flows
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -170,12 +170,7 @@ def test_recovery_drill_script_runs_one_drill_and_writes_evidence(tmp_path: Path
     results = json.loads((run_dir / "results.json").read_text())
     assert results["command"] == f"scripts/recovery_drill.sh {run_dir} bad_input"
     assert results["verdict"] == "pass"
-    check = subprocess.run(
-        [sys.executable, "-m", "flows", "verify", str(run_dir)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
+    check = run_flows("verify", str(run_dir))
     assert check.returncode == 0, check.stdout + check.stderr
 
 
@@ -183,23 +178,8 @@ def test_failing_drill_makes_run_exit_1(tmp_path: Path) -> None:
     """python -m flows run exits 1 when a drill errors, and still seals the evidence."""
     config = tmp_path / "broken.toml"
     config.write_text('[[programs]]\nname = "ghost"\ncommand = ["/nonexistent/ghost"]\n')
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "flows",
-            "run",
-            "--artifacts",
-            str(tmp_path / "root"),
-            "--drill",
-            "api_kill",
-            "--config",
-            str(config),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
+    out = run_flows(
+        "run", "--artifacts", str(tmp_path / "root"), "--drill", "api_kill", "--config", str(config)
     )
     assert out.returncode == 1, out.stderr[-2000:]
     assert "ERROR" in out.stdout

@@ -8,7 +8,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,12 +16,9 @@ import pytest
 from flows.drills import DrillOptions, run_drill
 from flows.drills._harness import marked_processes
 from flows.evidence import list_runs, verify
+from tests.conftest import flows_cmd, run_flows
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def flows_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "flows", *args]
 
 
 def poll(condition, deadline_s: float, interval_s: float = 0.05):
@@ -69,13 +65,7 @@ def test_sigkilled_runner_leaves_incomplete_evidence_and_next_run_cleans_up(tmp_
     assert results["status"] == "incomplete"
     assert statuses == {"bad_input": "pass", "kill_under_load": "incomplete"}
 
-    second = subprocess.run(
-        flows_cmd("run", "--artifacts", str(root), "--drill", "legacy_db"),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    second = run_flows("run", "--artifacts", str(root), "--drill", "legacy_db")
     assert second.returncode == 0, second.stderr[-2000:]
     assert "leftover process(es) of dead drill runs" in second.stderr
     assert poll(lambda: not runner_processes(first.pid), 5)
@@ -83,7 +73,7 @@ def test_sigkilled_runner_leaves_incomplete_evidence_and_next_run_cleans_up(tmp_
     report = verify(root)
     assert report.ok, report.problems
     assert report.incomplete == [dead_run.name]
-    out = subprocess.run(flows_cmd("verify", str(root)), cwd=ROOT, capture_output=True, text=True)
+    out = run_flows("verify", str(root))
     assert out.returncode == 0 and "INCOMPLETE" in out.stdout
 
 
@@ -110,13 +100,7 @@ def test_full_artifacts_disk_fails_clearly_and_keeps_earlier_runs(
     tmp_path: Path, tiny_tmpfs: Path
 ) -> None:
     """With the evidence disk full the run fails naming the path; earlier runs verify."""
-    earlier = subprocess.run(
-        flows_cmd("run", "--artifacts", str(tiny_tmpfs), "--drill", "legacy_db"),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    earlier = run_flows("run", "--artifacts", str(tiny_tmpfs), "--drill", "legacy_db")
     assert earlier.returncode == 0, earlier.stderr[-2000:]
     (earlier_run,) = list_runs(tiny_tmpfs)
     before = {p.name: p.read_bytes() for p in earlier_run.iterdir()}
@@ -129,13 +113,7 @@ def test_full_artifacts_disk_fails_clearly_and_keeps_earlier_runs(
         pass
     finally:
         os.close(fd)
-    out = subprocess.run(
-        flows_cmd("run", "--artifacts", str(tiny_tmpfs), "--drill", "bad_input"),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    out = run_flows("run", "--artifacts", str(tiny_tmpfs), "--drill", "bad_input")
     assert out.returncode == 2, (out.stdout, out.stderr[-2000:])
     assert "No space left on device" in out.stderr
     assert str(tiny_tmpfs) in out.stderr

@@ -102,14 +102,18 @@ def marked_processes(predicate: Callable[[str], bool]) -> list[psutil.Process]:
     return found
 
 
-def kill_leftovers(log: Callable[[str], None] | None = None) -> list[int]:
-    """SIGKILL processes left by drill runners that no longer exist; return their pids."""
-    leftovers = marked_processes(lambda value: not _owner_alive(value))
-    for proc in leftovers:
+def _kill_all(procs: list[psutil.Process]) -> None:
+    for proc in procs:
         try:
             proc.kill()
         except psutil.NoSuchProcess:
             pass
+
+
+def kill_leftovers(log: Callable[[str], None] | None = None) -> list[int]:
+    """SIGKILL processes left by drill runners that no longer exist; return their pids."""
+    leftovers = marked_processes(lambda value: not _owner_alive(value))
+    _kill_all(leftovers)
     if leftovers and log:
         log(
             f"killed {len(leftovers)} leftover process(es) of dead drill runs:"
@@ -332,11 +336,7 @@ class DrillContext:
                 f"cleanup: killing {len(left)} leftover marked process(es):"
                 f" {sorted(p.pid for p in left)}"
             )
-            for proc in left:
-                try:
-                    proc.kill()
-                except psutil.NoSuchProcess:
-                    pass
+            _kill_all(left)
             time.sleep(0.05)
         if self._tmp is not None:
             self._tmp.cleanup()

@@ -9,10 +9,7 @@ from typing import Any
 
 import httpx
 
-from flows._stats import percentile
 from flows.drills._log import DrillLog
-
-__all__ = ["Answer", "call", "kill_body_problems", "percentile"]
 
 
 @dataclass

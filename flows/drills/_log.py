@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,7 +46,7 @@ class DrillLog:
         for p in sorted(procs, key=lambda p: p.pid):
             try:
                 with p.oneshot():
-                    pgid = psutil.os.getpgid(p.pid)
+                    pgid = os.getpgid(p.pid)
                     created = datetime.fromtimestamp(p.create_time(), UTC).isoformat(
                         timespec="milliseconds"
                     )

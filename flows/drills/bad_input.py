@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import psutil
+
 from flows.drills._harness import DrillContext
 from flows.drills._http import call
 
@@ -106,7 +108,7 @@ def _identity(procs: list) -> set[tuple[int, float]]:
     for p in procs:
         try:
             out.add((p.pid, p.create_time()))
-        except Exception:  # noqa: BLE001 - a process that vanished simply differs
+        except psutil.Error:  # a process that vanished simply differs
             continue
     return out
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import threading
 
+from flows._stats import percentile
 from flows.drills._harness import DrillContext, wait_for
-from flows.drills._http import Answer, call, kill_body_problems, percentile
+from flows.drills._http import Answer, call, kill_body_problems
 
 POLLERS = 8
 KILLERS = 3
