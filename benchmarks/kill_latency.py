@@ -36,7 +36,7 @@ import psutil
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from flows._stats import percentile  # noqa: E402
+from flows.trends.stats import percentile  # noqa: E402
 
 DEMO_TREE = 4
 TARGET_MEDIAN_KILL_MS = 5.0

@@ -20,9 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from flows.history import load_history, trends_table  # noqa: E402
+from flows.evidence.synthetic import write_synthetic_runs  # noqa: E402
 from flows.site import publish  # noqa: E402
-from flows.synthetic import write_synthetic_runs  # noqa: E402
+from flows.trends.history import load_history, trends_table  # noqa: E402
 
 TARGETS = {1100: 15.0, 3650: 60.0}
 GIB = 1024**3

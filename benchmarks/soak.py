@@ -23,10 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from flows._stats import percentile  # noqa: E402
 from flows.drills import KEY_METRICS, DrillOptions  # noqa: E402
 from flows.evidence import new_run_dir, verify  # noqa: E402
 from flows.runner import run_drills  # noqa: E402
+from flows.trends.stats import percentile  # noqa: E402
 
 BUSY = "import signal, sys; signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))\nwhile True: pass"
 

@@ -3,5 +3,5 @@
 Public entry points live in their modules: ``flows.drills`` (the drill registry),
 ``flows.runner`` (run drills into a run folder), ``flows.evidence`` (write and
 verify run folders), ``flows.trends`` (pure maths), ``flows.site`` (publish) and
-``flows.nightly`` (the Prefect flow).
+``flows.pipeline.nightly`` (the Prefect flow).
 """

@@ -18,11 +18,11 @@ DEFAULT_ROOT = "pilot_artifacts"
 _HANDLERS = {
     "run": ("flows.runner", "cmd_run"),
     "verify": ("flows.evidence", "cmd_verify"),
-    "trends": ("flows.history", "cmd_trends"),
+    "trends": ("flows.trends.history", "cmd_trends"),
     "publish": ("flows.site", "cmd_publish"),
-    "synth": ("flows.synthetic", "cmd_synth"),
-    "nightly": ("flows.nightly", "cmd_nightly"),
-    "serve": ("flows.deploy", "cmd_serve"),
+    "synth": ("flows.evidence.synthetic", "cmd_synth"),
+    "nightly": ("flows.pipeline.nightly", "cmd_nightly"),
+    "serve": ("flows.pipeline.deploy", "cmd_serve"),
 }
 
 

@@ -19,14 +19,16 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from supervisor import _faults, _linux, ladder, tree
+from supervisor import _faults
 from supervisor.config import Config
 from supervisor.errors import AmbiguousProgram, UnknownProgram
-from supervisor.keeper_link import KeeperLink
 from supervisor.program import Program, resolve_python
-from supervisor.reconcile import reconcile
 from supervisor.statedb import StateDB
 from supervisor.states import ACTIVE, InvalidTransition, State, can_transition
+from supervisor.stop import ladder, tree
+from supervisor.stop import proc as _linux
+from supervisor.stop.keeper_link import KeeperLink
+from supervisor.stop.reconcile import reconcile
 
 log = logging.getLogger("supervisor.process")
 

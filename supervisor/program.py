@@ -9,9 +9,9 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from supervisor import _linux
 from supervisor.config import ProgramConfig
 from supervisor.states import ACTIVE, State
+from supervisor.stop import proc as _linux
 
 
 @dataclass

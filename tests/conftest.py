@@ -156,7 +156,7 @@ def find_marked(marker: str, exclude: set[int] = frozenset()) -> list[psutil.Pro
 
 def is_keeper(proc: psutil.Process) -> bool:
     try:
-        return "supervisor.keeper" in proc.cmdline()
+        return "supervisor.stop.keeper" in proc.cmdline()
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return False
 

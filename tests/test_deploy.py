@@ -23,14 +23,14 @@ from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from flows.deploy import (
+from flows.evidence import verify
+from flows.pipeline.deploy import (
     DeployError,
     LocalServer,
     deploy_to_pool,
     nightly_deployment,
     nightly_schedule,
 )
-from flows.evidence import verify
 from tests import conftest
 from tests.conftest import free_port
 
@@ -62,7 +62,7 @@ def test_default_deployment_is_nightly_at_two_utc_with_absolute_paths(
         "config": None,
         "publish": True,
     }
-    assert dep.entrypoint == "flows.nightly.nightly_drills"
+    assert dep.entrypoint == "flows.pipeline.nightly.nightly_drills"
 
 
 def test_schedule_comes_from_env_then_flags(monkeypatch: pytest.MonkeyPatch) -> None:

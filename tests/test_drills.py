@@ -10,7 +10,7 @@ import pytest
 
 import flows.drills as drills
 from flows.drills import DrillOptions, run_drill
-from flows.drills._harness import marked_processes
+from flows.drills.harness import marked_processes
 from flows.evidence import verify
 from flows.runner import run_drills
 from tests.conftest import run_flows

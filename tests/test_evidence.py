@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from flows import evidence
 from flows.errors import EvidenceError, FlowsError
 from flows.evidence import (
     RUN_PREFIX,
@@ -29,6 +28,7 @@ from flows.evidence import (
     new_run_dir,
     verify,
 )
+from flows.evidence import writer as writer_module
 
 REPO = Path(__file__).resolve().parent.parent
 T0 = datetime(2026, 11, 28, 2, 0, 0, tzinfo=UTC)
@@ -438,7 +438,7 @@ def test_the_chain_update_holds_an_exclusive_lock(tmp_path, monkeypatch):
         new_run_dir(tmp_path, now=T0 + timedelta(days=1)), drills=["x"], command="t", config=None
     )
     entered, release, errors = threading.Event(), threading.Event(), []
-    real_tail = evidence._chain_tail
+    real_tail = writer_module._chain_tail
 
     def held_tail(root, exclude):
         entered.set()
@@ -451,7 +451,7 @@ def test_the_chain_update_holds_an_exclusive_lock(tmp_path, monkeypatch):
         except BaseException as exc:  # surfaced by the assertion below
             errors.append(exc)
 
-    monkeypatch.setattr(evidence, "_chain_tail", held_tail)
+    monkeypatch.setattr(writer_module, "_chain_tail", held_tail)
     thread = threading.Thread(target=finalize)
     thread.start()
     fd = os.open(tmp_path / ".chain.lock", os.O_RDWR)

@@ -24,11 +24,11 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRun
 from prefect.settings import PREFECT_API_URL
 from prefect.testing.utilities import prefect_test_harness
 
-import flows.nightly as nightly
+import flows.pipeline.nightly as nightly
 from flows.drills import DrillOptions
-from flows.drills._harness import marked_processes
+from flows.drills.harness import marked_processes
 from flows.evidence import verify
-from flows.nightly import nightly_drills
+from flows.pipeline.nightly import nightly_drills
 
 REPO = Path(__file__).resolve().parent.parent
 KEYS = {"drill-results", "drill-evidence", "drill-site"}

@@ -11,11 +11,11 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from flows import trends
 from flows.errors import EvidenceError
-from flows.history import load_history
+from flows.evidence.synthetic import write_synthetic_runs
 from flows.site import cmd_publish, publish, run_page_url
-from flows.synthetic import write_synthetic_runs
+from flows.trends import maths as trends
+from flows.trends.history import load_history
 
 
 class _Refs(HTMLParser):

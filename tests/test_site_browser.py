@@ -11,10 +11,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from flows import trends
-from flows.history import load_history
+from flows.evidence.synthetic import write_synthetic_runs
 from flows.site import publish, run_page_url
-from flows.synthetic import write_synthetic_runs
+from flows.trends import maths as trends
+from flows.trends.history import load_history
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [

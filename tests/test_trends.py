@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from flows import trends
-from flows.history import cmd_trends, load_history, trends_table
-from flows.synthetic import write_synthetic_runs
+from flows.evidence.synthetic import write_synthetic_runs
+from flows.trends import maths as trends
+from flows.trends.history import cmd_trends, load_history, trends_table
 
 DAY0 = pd.Timestamp("2026-01-01 02:00", tz="UTC")
 

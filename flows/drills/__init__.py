@@ -26,8 +26,8 @@ from flows.drills import (
     sigkill,
     sigterm,
 )
-from flows.drills._harness import DrillContext, DrillOptions, kill_leftovers, runner_marker
 from flows.drills._log import DrillLog
+from flows.drills.harness import DrillContext, DrillOptions, kill_leftovers, runner_marker
 from flows.errors import DrillSetupError, UnknownDrillError
 
 __all__ = [

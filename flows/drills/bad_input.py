@@ -9,8 +9,8 @@ from typing import Any
 
 import psutil
 
-from flows.drills._harness import DrillContext
 from flows.drills._http import call
+from flows.drills.harness import DrillContext
 
 _JSON = {"Content-Type": "application/json"}
 

@@ -8,8 +8,8 @@ import time
 
 import psutil
 
-from flows.drills._harness import DrillContext, wait_for
 from flows.drills._http import call
+from flows.drills.harness import DrillContext, wait_for
 
 RESTART_DEADLINE_S = 5.0
 

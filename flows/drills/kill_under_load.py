@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import threading
 
-from flows._stats import percentile
-from flows.drills._harness import DrillContext, wait_for
 from flows.drills._http import Answer, call, kill_body_problems
+from flows.drills.harness import DrillContext, wait_for
+from flows.trends.stats import percentile
 
 POLLERS = 8
 KILLERS = 3

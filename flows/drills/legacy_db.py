@@ -6,7 +6,7 @@ import re
 import sqlite3
 from pathlib import Path
 
-from flows.drills._harness import DrillContext
+from flows.drills.harness import DrillContext
 
 _DB_TROUBLE = re.compile(
     r"(Failed to initialize database|no such column|sqlite3?\.|(WARNING|ERROR) supervisor\.statedb)",

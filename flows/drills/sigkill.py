@@ -7,8 +7,8 @@ from __future__ import annotations
 import signal
 import time
 
-from flows.drills._harness import DrillContext, wait_for
 from flows.drills._http import call
+from flows.drills.harness import DrillContext, wait_for
 
 SURVIVAL_LIMIT_S = 2.0
 

@@ -6,7 +6,7 @@ import signal
 import sqlite3
 import time
 
-from flows.drills._harness import DrillContext, wait_for
+from flows.drills.harness import DrillContext, wait_for
 
 EXIT_GRACE_S = 0.2  # zombies aside, nothing may be alive this long after the exit
 

@@ -1,6 +1,6 @@
 """The evidence site: generated Markdown and SVG charts, built by ``mkdocs build --strict``.
 
-``publish(artifacts_root, site_dir)`` loads the history (:mod:`flows.history`),
+``publish(artifacts_root, site_dir)`` loads the history (:mod:`flows.trends.history`),
 writes the generated pages under ``<docs>/generated/`` (git ignores it), copies
 each run's raw files beside its page so every evidence line links to its file,
 and builds the site with the repository's ``mkdocs.yml``. Hand-written pages

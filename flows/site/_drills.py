@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pandas as pd
 
-from flows import trends
 from flows.site._html import (
     SEARCH_EXCLUDE,
     a,
@@ -18,6 +17,7 @@ from flows.site._html import (
     streak,
     tr,
 )
+from flows.trends import maths as trends
 
 _DESCRIPTIONS = {
     "sigterm": "supervisor exits after SIGTERM and no workload process survives",

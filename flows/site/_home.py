@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pandas as pd
 
-from flows.history import History
 from flows.site._html import (
     age,
     badge,
@@ -20,6 +19,7 @@ from flows.site._html import (
     when,
 )
 from flows.site._paths import GENERATED
+from flows.trends.history import History
 
 
 def home_page(history: History, table: pd.DataFrame, found: pd.DataFrame, now: pd.Timestamp) -> str:

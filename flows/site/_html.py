@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from flows import trends
+from flows.trends import maths as trends
 
 _BADGES = {"pass", "fail", "error", "incomplete", "missing", "gap", "ok", "broken", "unknown"}
 # Front matter that keeps a page out of the search index (drill and run pages).

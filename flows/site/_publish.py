@@ -11,9 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from flows import charts, trends
 from flows.errors import EvidenceError
-from flows.history import History, load_history, now_utc, trends_table
 from flows.site._archive import archive_index, archive_month
 from flows.site._build import build_site
 from flows.site._drills import drill_page
@@ -21,6 +19,9 @@ from flows.site._home import home_page, trends_page
 from flows.site._paths import DOCS, GENERATED
 from flows.site._reference import reference_page
 from flows.site._runs import copy_run, parse_json, run_page
+from flows.trends import charts
+from flows.trends import maths as trends
+from flows.trends.history import History, load_history, now_utc, trends_table
 
 log = logging.getLogger("flows.site")
 

@@ -13,8 +13,8 @@ from urllib.parse import quote
 
 import pandas as pd
 
-from flows import trends
 from flows.site._html import SEARCH_EXCLUDE, a, badge, evidence_badge, h, metric_text, when
+from flows.trends import maths as trends
 
 log = logging.getLogger("flows.site")
 

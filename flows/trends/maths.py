@@ -1,6 +1,6 @@
 """Trend maths over the drill history: pure functions of DataFrames, no I/O.
 
-Two frames come in, both built by :mod:`flows.history`:
+Two frames come in, both built by :mod:`flows.trends.history`:
 
 ``runs``, one row per run folder:
     ``run_id`` (str), ``started_at`` (UTC timestamp), ``night`` (UTC midnight of

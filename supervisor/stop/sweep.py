@@ -9,7 +9,7 @@ from __future__ import annotations
 import signal
 import time
 
-from supervisor import _linux
+from supervisor.stop import proc as _linux
 
 MARKER_KEY = b"SUPERVISOR_INSTANCE"
 SWEEP_DEADLINE_S = 1.5

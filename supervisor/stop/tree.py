@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from supervisor import _linux
+from supervisor.stop import proc as _linux
 
 
 def program_members(

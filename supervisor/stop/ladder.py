@@ -21,9 +21,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from supervisor import _linux
+from supervisor.stop import proc as _linux
 
-log = logging.getLogger("supervisor.ladder")
+log = logging.getLogger("supervisor.stop.ladder")
 
 KILL_PHASE_LIMIT_S = 2.0
 RESCAN_INTERVAL_S = 0.05

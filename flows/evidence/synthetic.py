@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
-from flows.trends import EXPECTED_DRILLS
+from flows.trends.maths import EXPECTED_DRILLS
 
 __all__ = ["cmd_synth", "write_synthetic_runs"]
 

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-log = logging.getLogger("supervisor.keeper")
+log = logging.getLogger("supervisor.stop.keeper")
 
 
 class KeeperLink:
@@ -25,7 +25,7 @@ class KeeperLink:
         # a bare environment: the keeper is no program and must carry no program's markers
         env = {k: v for k, v in os.environ.items() if k in ("PATH", "PYTHONPATH", "LANG")}
         self._popen = subprocess.Popen(
-            [sys.executable, "-m", "supervisor.keeper", self.instance],
+            [sys.executable, "-m", "supervisor.stop.keeper", self.instance],
             stdin=subprocess.PIPE,
             start_new_session=True,
             env=env,

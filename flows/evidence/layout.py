@@ -2,7 +2,7 @@
 
 A root holds run folders ``chaos-drill-YYYYMMDD-HHMMSS[-N]``; each holds
 ``results.json``, ``junit.xml``, ``manifest.json`` and the drill logs. Shared by
-the writer (``flows.evidence``) and the checker (``flows._verify``).
+the writer (``flows.evidence``) and the checker (``flows.evidence.verify``).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from flows._atomic import os_error_message, sha256_file
 from flows.errors import EvidenceError
+from flows.evidence.atomic import os_error_message, sha256_file
 
 RUN_PREFIX = "chaos-drill-"
 SCHEMA_VERSION = 1

@@ -53,7 +53,7 @@ SITE_URL_ENV = "NIGHTLY_SITE_URL"  # e.g. https://evidence.example/ when the sit
 ARTIFACT_RESULTS = "drill-results"
 ARTIFACT_EVIDENCE = "drill-evidence"
 ARTIFACT_SITE = "drill-site"
-_REPO = Path(__file__).resolve().parent.parent
+_REPO = Path(__file__).resolve().parents[2]
 
 
 @task(retries=0, cache_policy=NO_CACHE, persist_result=False)

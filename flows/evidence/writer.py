@@ -29,9 +29,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from flows._atomic import fsync_dir, os_error_message, sha256_bytes, write_atomic, write_json
-from flows._junit import build_junit
-from flows._layout import (
+from flows.errors import EvidenceError
+from flows.evidence.atomic import (
+    fsync_dir,
+    os_error_message,
+    sha256_bytes,
+    write_atomic,
+    write_json,
+)
+from flows.evidence.junit import build_junit
+from flows.evidence.layout import (
     CHAIN_LOCK,
     JUNIT,
     MANIFEST,
@@ -40,29 +47,15 @@ from flows._layout import (
     SCHEMA_VERSION,
     hash_tree,
     list_runs,
-    load_results,
     read_json,
     run_key,
 )
-from flows._verify import RunCheck, VerifyReport, cmd_verify, verify
-from flows.errors import EvidenceError
 
-__all__ = [
-    "RUN_PREFIX",
-    "SCHEMA_VERSION",
-    "RunCheck",
-    "RunWriter",
-    "VerifyReport",
-    "cmd_verify",
-    "list_runs",
-    "load_results",
-    "new_run_dir",
-    "verify",
-]
+__all__ = ["RunWriter", "new_run_dir"]
 
 DRILL_STATUSES = ("pass", "fail", "error", "incomplete")
 _VERSIONED = ("chaos-drills", "fastapi", "uvicorn", "psutil", "prefect", "pandas")
-_REPO_DIR = Path(__file__).resolve().parent.parent
+_REPO_DIR = Path(__file__).resolve().parents[2]
 _UNFINISHED = "incomplete: the run stopped before this drill finished"
 
 log = logging.getLogger("flows.evidence")

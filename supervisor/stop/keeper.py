@@ -1,6 +1,6 @@
 """The keeper: kills every program process when the supervisor dies.
 
-``python -m supervisor.keeper INSTANCE`` reads its stdin, a pipe whose write end
+``python -m supervisor.stop.keeper INSTANCE`` reads its stdin, a pipe whose write end
 only the supervisor holds. When the supervisor dies, even by SIGKILL, the
 kernel closes that end and the read returns EOF; the keeper then SIGKILLs every
 process whose environment carries ``SUPERVISOR_INSTANCE=INSTANCE`` (every
@@ -15,12 +15,12 @@ import os
 import signal
 import sys
 
-from supervisor.sweep import sweep
+from supervisor.stop.sweep import sweep
 
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
-        print("usage: python -m supervisor.keeper INSTANCE", file=sys.stderr)
+        print("usage: python -m supervisor.stop.keeper INSTANCE", file=sys.stderr)
         return 2
     instance = argv[0].encode()
     # the terminal's Ctrl-C is the supervisor's to handle; we act only on EOF
@@ -36,7 +36,7 @@ def main(argv: list[str]) -> int:
     count = sweep(instance, exclude={os.getpid()})
     if count:
         print(
-            f"supervisor.keeper: supervisor gone; killed {count} program process(es)",
+            f"supervisor.stop.keeper: supervisor gone; killed {count} program process(es)",
             file=sys.stderr,
             flush=True,
         )

@@ -19,7 +19,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from flows import trends  # noqa: E402
+from flows.trends import maths as trends  # noqa: E402
 
 __all__ = ["latency_chart", "metric_chart", "pass_rate_chart", "timeline_chart"]
 

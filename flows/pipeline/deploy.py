@@ -34,7 +34,7 @@ from prefect.schedules import Cron, Schedule
 from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 
 from flows.errors import FlowsError
-from flows.nightly import nightly_drills
+from flows.pipeline.nightly import nightly_drills
 
 __all__ = [
     "DEFAULT_CRON",
@@ -139,7 +139,8 @@ def deploy_to_pool(
     that host's checkout, and that worker's runs drill that host's supervisor.
     """
     flow = nightly_drills.from_source(
-        source=str(Path(source_dir).resolve()), entrypoint="flows/nightly.py:nightly_drills"
+        source=str(Path(source_dir).resolve()),
+        entrypoint="flows/pipeline/nightly.py:nightly_drills",
     )
     return flow.deploy(
         name=name,

@@ -12,9 +12,10 @@ import logging
 import os
 import signal
 
-from supervisor import _linux, sweep
 from supervisor.statedb import StateDB
 from supervisor.states import State
+from supervisor.stop import proc as _linux
+from supervisor.stop import sweep
 
 log = logging.getLogger("supervisor.process")
 

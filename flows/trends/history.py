@@ -22,13 +22,13 @@ from typing import Any
 
 import pandas as pd
 
-from flows import trends
 from flows.errors import EvidenceError
 from flows.evidence import list_runs, load_results, verify
+from flows.trends import maths as trends
 
 __all__ = ["History", "cmd_trends", "load_history", "now_utc", "trends_table"]
 
-log = logging.getLogger("flows.history")
+log = logging.getLogger("flows.trends.history")
 
 _RUN_COLUMNS = {
     "run_id": "str",

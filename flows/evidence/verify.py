@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flows._atomic import sha256_file
-from flows._layout import (
+from flows.errors import EvidenceError
+from flows.evidence.atomic import sha256_file
+from flows.evidence.layout import (
     MANIFEST,
     RESULTS,
     RUN_PREFIX,
@@ -25,7 +26,6 @@ from flows._layout import (
     load_results,
     read_json,
 )
-from flows.errors import EvidenceError
 
 
 @dataclass

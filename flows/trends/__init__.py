@@ -1,0 +1,9 @@
+"""Trends over every run: pure maths, the history loader, charts, statistics.
+
+- ``maths``: pure functions over the history's DataFrames (no I/O);
+- ``history``: the I/O edge: every run folder under a root, as DataFrames;
+- ``charts``: SVG charts of those frames (matplotlib);
+- ``stats``: percentiles shared by drills and benchmarks (no pandas).
+
+Nothing is imported here, so ``flows.trends.stats`` stays light for the drills.
+"""
