@@ -29,6 +29,8 @@ import httpx
 import psutil
 import pytest
 
+from tests import broken_supervisor
+
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 PYTHON = sys.executable
@@ -282,6 +284,7 @@ def _launch(
     host: str | None = None,
     wait_healthy: bool = True,
     name: str = "supervisor",
+    broken: tuple[str, ...] = (),
 ) -> Supervisor:
     """Start a supervisor; ``token=""`` means a fresh random SUPERVISOR_TOKEN, None means none."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -297,7 +300,9 @@ def _launch(
     full_env.update(env or {})
     # port 0 by default: the supervisor binds a free port itself and logs it, so no other
     # process on a busy machine can take the port between our choice and its bind
-    argv = [PYTHON, "-m", "supervisor", "serve", "--config", str(config), "--port", str(port or 0)]
+    # broken: parts replaced by faulty ones (tests/broken_supervisor.py), to show a check can fail
+    start = broken_supervisor.command(*broken) if broken else [PYTHON, "-m", "supervisor"]
+    argv = [*start, "serve", "--config", str(config), "--port", str(port or 0)]
     argv += ["--db", str(db)]
     if host:
         argv += ["--host", host]

@@ -13,6 +13,7 @@ from flows.drills import DrillOptions, run_drill
 from flows.drills.harness import marked_processes
 from flows.evidence import verify
 from flows.runner import run_drills
+from tests import broken_supervisor
 from tests.conftest import run_flows
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,7 +73,8 @@ def test_drill_fails_against_a_broken_supervisor(
 ) -> None:
     """A supervisor with one guarantee switched off makes the drill FAIL, naming why."""
     log = tmp_path / f"drill_{drill_id}.log"
-    result = run_drill(drill_id, log, DrillOptions(faults=faults))
+    options = DrillOptions(supervisor_command=tuple(broken_supervisor.command(*faults)))
+    result = run_drill(drill_id, log, options)
     assert result.status == "fail", result.summary
     assert result.summary.startswith("FAIL: ")
     assert reason in result.summary

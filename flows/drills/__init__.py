@@ -110,7 +110,7 @@ def run_drill(drill_id: str, log_path: Path, options: DrillOptions | None = None
     dlog.line(
         f"drill {drill_id} start; marker {ctx.marker}; config "
         f"{options.config or 'built-in demo worker'}"
-        + (f"; injected faults {list(options.faults)}" if options.faults else "")
+        + ("" if options.is_real() else f"; BROKEN supervisor {list(options.supervisor_command)}")
     )
     try:
         passed, message = fn(ctx)

@@ -46,11 +46,14 @@ backoff_initial = 0.1
 
 @dataclass(frozen=True)
 class DrillOptions:
-    """What a drill runs against. ``faults`` is for tests that prove a drill can fail."""
+    """What a drill runs against.
+
+    ``supervisor_command`` is the argv that ``serve ...`` is appended to: the real
+    supervisor by default; tests that prove a drill can fail pass a broken one.
+    """
 
     config: Path | None = None
-    faults: tuple[str, ...] = ()
-    python: str = sys.executable
+    supervisor_command: tuple[str, ...] = (sys.executable, "-m", "supervisor")
 
     def config_text(self) -> str:
         if self.config is None:
@@ -69,6 +72,9 @@ class DrillOptions:
         if not programs:
             raise DrillSetupError(f"drill config {self.config} has no [[programs]]")
         return programs
+
+    def is_real(self) -> bool:
+        return self.supervisor_command == (sys.executable, "-m", "supervisor")
 
     @property
     def min_procs(self) -> int:
@@ -170,15 +176,12 @@ class Supervisor:
             {
                 MARKER_ENV: self.marker,
                 "SUPERVISOR_TOKEN": self.token,
-                "SUPERVISOR_FAULTS": ",".join(self.options.faults),
                 "PYTHONUNBUFFERED": "1",
             }
         )
         self.stderr_path = self.workdir / f"supervisor-{int(time.time() * 1000)}.log"
         cmd = [
-            self.options.python,
-            "-m",
-            "supervisor",
+            *self.options.supervisor_command,
             "serve",
             "--config",
             str(config),
