@@ -77,4 +77,5 @@ def build_junit(results: dict[str, Any], run_dir: Path) -> bytes:
             if log is not None:
                 ET.SubElement(case, "system-out").text = _xml_text(log)
     ET.indent(suites)
-    return ET.tostring(suites, encoding="utf-8", xml_declaration=True) + b"\n"
+    data: bytes = ET.tostring(suites, encoding="utf-8", xml_declaration=True)
+    return data + b"\n"

@@ -1,28 +1,36 @@
-"""Synthetic run folders in the evidence format, for demos, tests and benchmarks.
+"""A made-up evidence history, for demos, tests and benchmarks.
 
-The folders follow ``docs/evidence-format.md`` exactly (logs ending in one
-``PASS:``/``FAIL:`` line, ``results.json``, ``junit.xml``, ``manifest.json``
-chained to the previous sealed run), so ``python -m flows verify`` accepts them.
+This module owns only what each night's drills *did*: which drills a run had, their
+outcome, metrics and log text. The run folders themselves (``results.json``,
+``junit.xml``, the chained ``manifest.json``, the folder names) are written by
+:class:`~flows.evidence.writer.RunWriter`, the writer real runs use, given this
+history's clock, host, versions and commit and ``synthetic=True``; so the site,
+trend and browser tests run on the real format, and every such run says
+``"synthetic": true`` in its ``results.json``.
+
 A history has what a real one has: mostly passing nights, short failure
 episodes, the odd harness ``error``, a few nights with no run, a rerun of one
-drill in the afternoon, and one run that stopped half way (no manifest).
+drill in the afternoon, and one run that stopped half way (never finalized, so
+no manifest, exactly as a crashed run).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import random
+import sys
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from xml.sax.saxutils import escape, quoteattr
 
+from flows.errors import EvidenceError
+from flows.evidence.writer import RunWriter, new_run_dir
 from flows.trends.maths import EXPECTED_DRILLS
 
 __all__ = ["cmd_synth", "write_synthetic_runs"]
 
-_PREFIX = "chaos-drill-"
+_HOST = {"hostname": "drill-01", "platform": "Linux-6.1.0-x86_64-with-glibc2.36", "cpus": 2}
 _VERSIONS = {
     "python": "3.11.7",
     "chaos-drills": "0.1.0",
@@ -30,15 +38,22 @@ _VERSIONS = {
     "uvicorn": "0.54.0",
     "psutil": "7.2.2",
 }
-_UNFINISHED = "incomplete: the run stopped before this drill finished"
+_NIGHTLY = "scripts/recovery_drill.sh pilot_artifacts/{run_id}"
+_RERUN = "prefect deployment run nightly-drills/nightly --param drills={drill}"
 
 
 def _ts(t: datetime) -> str:
     return t.isoformat(timespec="milliseconds")
 
 
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+class _Clock:
+    """The writer's clock: reads whatever time the history has reached."""
+
+    def __init__(self, t: datetime) -> None:
+        self.t = t
+
+    def __call__(self) -> datetime:
+        return self.t
 
 
 class _Drill:
@@ -72,7 +87,7 @@ class _Drill:
         return getattr(self, f"_{d}", self._generic)(n, bad)
 
     def _ms(self, base: float, spread: float = 0.25) -> float:
-        return round(base * self.drift * r_lognorm(self.rng, spread), 2)
+        return round(base * self.drift * self.rng.lognormvariate(0.0, spread), 2)
 
     def _sigterm(self, n: int, bad: bool) -> tuple[str, dict[str, Any]]:
         exit_ms = self._ms(140)
@@ -179,36 +194,6 @@ class _Drill:
         return ("FAIL: check failed" if bad else "PASS: check passed"), {}
 
 
-def r_lognorm(rng: random.Random, sigma: float) -> float:
-    return rng.lognormvariate(0.0, sigma)
-
-
-def _junit(results: dict[str, Any]) -> bytes:
-    drills = results["drills"]
-    fails = sum(d["status"] == "fail" for d in drills)
-    errors = sum(d["status"] not in ("pass", "fail") for d in drills)
-    total = sum(d["duration_s"] or 0.0 for d in drills)
-    out = [
-        '<?xml version="1.0" encoding="utf-8"?>',
-        "<testsuites>",
-        f'<testsuite name="{results["run_id"]}" tests="{len(drills)}" failures="{fails}" '
-        f'errors="{errors}" skipped="0" time="{total:.3f}" '
-        f'timestamp="{results["started_at"]}" hostname="{results["host"]["hostname"]}">',
-    ]
-    for d in drills:
-        out.append(
-            f'<testcase classname="chaos_drills" name="{d["id"]}" '
-            f'time="{(d["duration_s"] or 0.0):.3f}">'
-        )
-        if d["status"] == "fail":
-            out.append(f"<failure message={quoteattr(d['summary'])}/>")
-        elif d["status"] != "pass":
-            out.append(f"<error message={quoteattr(d['summary'])}/>")
-        out.append(f"<system-out>{escape(d['summary'])}</system-out></testcase>")
-    out += ["</testsuite>", "</testsuites>", ""]
-    return "\n".join(out).encode()
-
-
 class _History:
     """Decides, night after night, what each drill does; failures come in short episodes."""
 
@@ -231,110 +216,90 @@ class _History:
         return "pass"
 
 
-def _existing_tail(root: Path) -> dict[str, str] | None:
-    sealed = sorted(p for p in root.glob(f"{_PREFIX}*/manifest.json"))
-    if not sealed:
-        return None
-    return {"run_id": sealed[-1].parent.name, "manifest_sha256": _sha(sealed[-1].read_bytes())}
+@dataclass(frozen=True)
+class _Night:
+    """One run to write: when, which drills, and how it goes."""
+
+    at: datetime
+    scope: tuple[str, ...]
+    command: str  # with ``{run_id}`` still to fill in
+    commit: str
+    drift: float  # latencies creep up slowly over the history
+    stop_after: int | None = None  # drills finished before the run stopped, if it did
+    force_fail: str | None = None
 
 
-def _write_run(
-    root: Path,
-    started: datetime,
-    drills: tuple[str, ...],
-    history: _History,
-    rng: random.Random,
-    previous: dict[str, str] | None,
-    stop_after: int | None,
-    drift: float,
-    command: str,
-    force_fail: str | None = None,
-) -> tuple[Path, dict[str, str] | None]:
-    """One run folder; returns (path, the chain link the next run should use)."""
-    run_id = f"{_PREFIX}{started:%Y%m%d-%H%M%S}"
-    run_dir = root / run_id
-    run_dir.mkdir(parents=True, exist_ok=False)
-    files: dict[str, bytes] = {}
-    entries: list[dict[str, Any]] = []
-    t = started + timedelta(milliseconds=rng.randrange(50, 400))
-    for i, drill in enumerate(drills):
-        log = f"drill_{drill}.log"
-        if stop_after is not None and i >= stop_after:
-            entries.append(
-                {
-                    "id": drill,
-                    "status": "incomplete",
-                    "started_at": None,
-                    "duration_s": None,
-                    "summary": _UNFINISHED,
-                    "log": log,
-                    "metrics": {},
-                }
-            )
-            if i == stop_after:  # the drill that was running when the run stopped
-                d = _Drill(rng, drill, t, drift)
-                d.say(f"drill {drill}: start target=worker config=demo", 1)
-                d.say(f"supervisor: started pid={d.pid}", 300)
-                files[log] = ("\n".join(d.lines) + "\n").encode()
+def _plan(rng: random.Random, runs: int) -> tuple[list[tuple[int, bool]], int]:
+    """(night offset, afternoon rerun) per run, and the number of nights covered."""
+    plan: list[tuple[int, bool]] = []
+    night, forced_gaps = 0, {runs // 3, (2 * runs) // 3} if runs >= 10 else set()
+    while len(plan) < runs:
+        if len(plan) in forced_gaps or rng.random() < 0.008:
+            forced_gaps.discard(len(plan))
+            night += 1
             continue
-        outcome = "fail" if drill == force_fail else history.outcome(drill)
-        d = _Drill(rng, drill, t, drift)
-        summary, metrics = d.run(outcome)
-        d.say(summary, 3)
-        files[log] = ("\n".join(d.lines) + "\n").encode()
-        status = "pass" if summary.startswith("PASS") else outcome
-        entries.append(
-            {
-                "id": drill,
-                "status": status,
-                "started_at": _ts(t),
-                "duration_s": round((d.t - t).total_seconds(), 3),
-                "summary": summary,
-                "log": log,
-                "metrics": metrics,
-            }
-        )
+        plan.append((night, False))
+        if len(plan) < runs and len(plan) > 2 and rng.random() < 0.01:
+            plan.append((night, True))
+        night += 1
+    return plan, night
+
+
+def _record_drill(writer: RunWriter, drill: _Drill, outcome: str, started: datetime) -> None:
+    """Run ``drill`` through ``outcome``, write its log and record its result."""
+    summary, metrics = drill.run(outcome)
+    drill.say(summary, 3)
+    writer.log_path(drill.drill).write_text("\n".join(drill.lines) + "\n", encoding="utf-8")
+    writer.record(
+        {
+            "id": drill.drill,
+            "status": "pass" if summary.startswith("PASS") else outcome,
+            "started_at": _ts(started),
+            "duration_s": round((drill.t - started).total_seconds(), 3),
+            "summary": summary,
+            "log": writer.log_path(drill.drill).name,
+            "metrics": metrics,
+        }
+    )
+
+
+def _write_run(root: Path, night: _Night, history: _History, rng: random.Random) -> Path:
+    """One run folder, written by :class:`RunWriter` as a real run would be."""
+    clock = _Clock(night.at)
+    run_dir = new_run_dir(root, now=night.at)
+    writer = RunWriter(
+        run_dir,
+        drills=night.scope,
+        command=night.command.format(run_id=run_dir.name),
+        config=None,
+        now=clock,
+        host=lambda: dict(_HOST),
+        versions=lambda: dict(_VERSIONS),
+        git_commit=lambda: night.commit,
+        synthetic=True,
+    )
+    t = night.at + timedelta(milliseconds=rng.randrange(50, 400))
+    for i, drill_id in enumerate(night.scope):
+        if night.stop_after is not None and i >= night.stop_after:
+            if i == night.stop_after:  # the drill that was running when the run stopped
+                d = _Drill(rng, drill_id, t, night.drift)
+                d.say(f"drill {drill_id}: start target=worker config=demo", 1)
+                d.say(f"supervisor: started pid={d.pid}", 300)
+                writer.log_path(drill_id).write_text("\n".join(d.lines) + "\n", encoding="utf-8")
+            continue  # the writer keeps its "incomplete" entry, as for a crashed run
+        outcome = "fail" if drill_id == night.force_fail else history.outcome(drill_id)
+        d = _Drill(rng, drill_id, t, night.drift)
+        _record_drill(writer, d, outcome, t)
         t = d.t + timedelta(milliseconds=rng.randrange(100, 600))
-    complete = stop_after is None
-    results = {
-        "schema_version": 1,
-        "run_id": run_id,
-        "status": "complete" if complete else "incomplete",
-        "verdict": (
-            ("pass" if all(e["status"] == "pass" for e in entries) else "fail")
-            if complete
-            else None
-        ),
-        "started_at": _ts(started),
-        "finished_at": _ts(t) if complete else None,
-        "host": {
-            "hostname": "drill-01",
-            "platform": "Linux-6.1.0-x86_64-with-glibc2.36",
-            "cpus": 2,
-        },
-        "versions": _VERSIONS,
-        "git_commit": f"{rng.getrandbits(160):040x}",
-        "command": command.format(run_dir=f"pilot_artifacts/{run_id}"),
-        "config": None,
-        "drills": entries,
-    }
-    files["results.json"] = (json.dumps(results, indent=2) + "\n").encode()
-    if complete:
-        files["junit.xml"] = _junit(results)
-    for name, data in files.items():
-        (run_dir / name).write_bytes(data)
-    if not complete:
-        return run_dir, previous
-    manifest = {
-        "schema_version": 1,
-        "run_id": run_id,
-        "algorithm": "sha256",
-        "files": {name: _sha(data) for name, data in sorted(files.items())},
-        "previous": previous,
-    }
-    raw = (json.dumps(manifest, indent=2) + "\n").encode()
-    (run_dir / "manifest.json").write_bytes(raw)
-    return run_dir, {"run_id": run_id, "manifest_sha256": _sha(raw)}
+    if night.stop_after is None:
+        clock.t = t
+        writer.finalize()
+    return run_dir
+
+
+def _commit(seed: int, night: int) -> str:
+    """A commit id that changes once a week, as a deployed checkout would."""
+    return hashlib.sha1(f"synthetic:{seed}:{night // 7}".encode()).hexdigest()
 
 
 def write_synthetic_runs(
@@ -352,19 +317,8 @@ def write_synthetic_runs(
         raise ValueError(f"runs must be 0 or more, got {runs}")
     rng = random.Random(seed)
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
     # Plan the nights first so the default start can put the last run on tonight.
-    plan: list[tuple[int, bool]] = []  # (night offset, afternoon rerun)
-    night, forced_gaps = 0, {runs // 3, (2 * runs) // 3} if runs >= 10 else set()
-    while len(plan) < runs:
-        if len(plan) in forced_gaps or rng.random() < 0.008:
-            forced_gaps.discard(len(plan))
-            night += 1
-            continue
-        plan.append((night, False))
-        if len(plan) < runs and len(plan) > 2 and rng.random() < 0.01:
-            plan.append((night, True))
-        night += 1
+    plan, nights = _plan(rng, runs)
     if start is None:
         today = datetime.now(UTC).replace(hour=2, minute=0, second=0, microsecond=0)
         start = today - timedelta(days=plan[-1][0] if plan else 0)
@@ -373,29 +327,38 @@ def write_synthetic_runs(
     incomplete_at = full[0] if runs >= 3 and full else None
     fail_at = next((i for i in range((runs * 3) // 4, runs) if not plan[i][1]), None)
     history = _History(rng)
-    previous = _existing_tail(root)
     written: list[Path] = []
     for i, (offset, rerun) in enumerate(plan):
         at = start + timedelta(days=offset, seconds=rng.randrange(0, 40))
-        drift = 1.0 + 0.15 * (offset / max(night, 1))  # latencies creep up slowly
+        scope, command = EXPECTED_DRILLS, _NIGHTLY
         if rerun:
             at += timedelta(hours=12, minutes=rng.randrange(60))
-            scope: tuple[str, ...] = (rng.choice(EXPECTED_DRILLS),)
-            command = "prefect deployment run nightly-drills/nightly --param drills=" + scope[0]
-        else:
-            scope = EXPECTED_DRILLS
-            command = "scripts/recovery_drill.sh {run_dir}"
-        stop = rng.randrange(1, len(scope)) if i == incomplete_at and len(scope) > 1 else None
-        forced = "api_kill" if i == fail_at and runs >= 5 else None
-        path, previous = _write_run(
-            root, at, scope, history, rng, previous, stop, drift, command, forced
+            scope = (rng.choice(EXPECTED_DRILLS),)
+            command = _RERUN.format(drill=scope[0])
+        night = _Night(
+            at=at,
+            scope=scope,
+            command=command,
+            commit=_commit(seed, offset),
+            drift=1.0 + 0.15 * (offset / max(nights, 1)),
+            stop_after=(
+                rng.randrange(1, len(scope)) if i == incomplete_at and len(scope) > 1 else None
+            ),
+            force_fail="api_kill" if i == fail_at and runs >= 5 else None,
         )
-        written.append(path)
+        written.append(_write_run(root, night, history, rng))
     return written
 
 
 def cmd_synth(args: Any) -> int:
-    """``python -m flows synth --artifacts ROOT --runs N --seed S``."""
-    paths = write_synthetic_runs(Path(args.artifacts), args.runs, args.seed)
+    """``python -m flows synth --artifacts ROOT --runs N --seed S``: 0 written, 2 refused."""
+    if args.runs < 0:
+        print(f"synth: --runs must be 0 or more, got {args.runs}", file=sys.stderr)
+        return 2
+    try:
+        paths = write_synthetic_runs(Path(args.artifacts), args.runs, args.seed)
+    except EvidenceError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     print(f"synth: wrote {len(paths)} run folder(s) under {args.artifacts}")
     return 0

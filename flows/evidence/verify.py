@@ -5,7 +5,10 @@ nothing may be missing or added, and its ``previous`` link must name a sealed ru
 whose manifest still hashes to the recorded value. Under a root, the links must
 form one chain: a single first run (``previous`` null) and no run linked twice.
 A run without a manifest whose ``results.json`` says ``incomplete`` was never
-sealed; it is reported, never a failure, and the chain skips it.
+sealed; it is reported, never a failure, and the chain skips it. A run whose
+``results.json`` says ``"synthetic": true`` (a made-up history) is checked the same
+way and named as synthetic. A sealed run whose verdict is ``fail`` is intact
+evidence of a failure: verify checks the evidence, not the verdict.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ class RunCheck:
     state: str
     files: int
     problems: int = 0
+    synthetic: bool = False  # results.json says the run is made up
 
 
 @dataclass
@@ -57,13 +61,18 @@ def _short(digest: object) -> str:
     return f"{str(digest)[:12]}…"
 
 
-def _check_files(run_dir: Path) -> tuple[int, list[str], dict[str, Any] | None]:
+def _results_facts(run_dir: Path) -> tuple[object, bool]:
+    """(status, synthetic) from a run's ``results.json``; (None, False) when unreadable."""
+    try:
+        results = load_results(run_dir)
+    except EvidenceError:
+        return None, False  # with a manifest, reported as a missing or changed file
+    return results.get("status"), results.get("synthetic") is True
+
+
+def _check_files(run_dir: Path, status: object) -> tuple[int, list[str], dict[str, Any] | None]:
     """(files the manifest covers, problems, parsed manifest or None) for one run folder."""
     name, problems = run_dir.name, []
-    try:
-        status = load_results(run_dir).get("status")
-    except EvidenceError:
-        status = None  # with a manifest, reported below as a missing or changed file
     if not (run_dir / MANIFEST).exists():
         if status == "incomplete":
             return 0, [], None
@@ -116,7 +125,9 @@ def _check_link(name: str, previous: Any, root: Path) -> list[str]:
     return []
 
 
-def _check_chain(sealed: dict[str, dict[str, Any]], root: Path, whole: bool) -> dict[str, list]:
+def _check_chain(
+    sealed: dict[str, dict[str, Any]], root: Path, whole: bool
+) -> dict[str, list[str]]:
     """Chain problems per run id; ``whole`` adds the one-chain checks a root allows."""
     found: dict[str, list[str]] = {name: [] for name in sealed}
     heads: list[str] = []
@@ -162,8 +173,12 @@ def verify(path: Path) -> VerifyReport:
     found: dict[str, list[str]] = {}
     counts: dict[str, int] = {}
     sealed: dict[str, dict[str, Any]] = {}
+    synthetic: set[str] = set()
     for run in runs:
-        counts[run.name], found[run.name], manifest = _check_files(run)
+        status, made_up = _results_facts(run)
+        if made_up:
+            synthetic.add(run.name)
+        counts[run.name], found[run.name], manifest = _check_files(run, status)
         if manifest is not None:
             sealed[run.name] = manifest
     chain = _check_chain(sealed, path.parent if single else path, whole=not single)
@@ -173,13 +188,18 @@ def verify(path: Path) -> VerifyReport:
         state = "BROKEN" if problems else "OK" if run.name in sealed else "INCOMPLETE"
         if state == "INCOMPLETE":
             report.incomplete.append(run.name)
-        report.runs.append(RunCheck(run.name, state, counts[run.name], len(problems)))
+        report.runs.append(
+            RunCheck(run.name, state, counts[run.name], len(problems), run.name in synthetic)
+        )
         report.problems += problems
     return report
 
 
 def cmd_verify(args: Any) -> int:
-    """``python -m flows verify [PATH]``: 0 intact, 1 any problem, 2 nothing to verify."""
+    """``python -m flows verify [PATH]``: 0 intact, 1 any problem, 2 nothing to verify.
+
+    0 whatever the verdicts: a sealed run that failed its drills is intact evidence.
+    """
     try:
         report = verify(Path(args.path))
     except EvidenceError as exc:
@@ -191,11 +211,13 @@ def cmd_verify(args: Any) -> int:
             "INCOMPLETE": "not finalized; outside the chain",
             "BROKEN": f"{run.problems} problem(s)",
         }[run.state]
-        print(f"{run.state} {run.run_id} ({detail})")
+        print(f"{run.state} {run.run_id} ({detail}{', synthetic' if run.synthetic else ''})")
     for problem in report.problems:
         print(problem)
     where = f"{report.runs_checked} run(s) checked in {report.path}"
     skipped = f", {len(report.incomplete)} incomplete" if report.incomplete else ""
+    made_up = sum(run.synthetic for run in report.runs)
+    skipped += f", {made_up} synthetic" if made_up else ""
     if report.ok:
         print(f"verify: intact: {where}{skipped}")
         return 0

@@ -5,6 +5,11 @@ The on-disk format is the contract in ``docs/evidence-format.md``. A run folder 
 :func:`verify` re-checks one folder, or every folder under a root and the chain
 that links them (``python -m flows verify``).
 
+Everything a run records about where and when it ran (the clock, host,
+versions, git commit) comes from a constructor argument whose default reads this
+machine, so :mod:`flows.evidence.synthetic` writes its made-up history through
+this same writer, marked ``"synthetic": true``.
+
 The chain follows finalisation order: under an exclusive lock on
 ``<root>/.chain.lock`` each run links to the *tail* of the chain, the sealed run
 no other run links to yet. Folder names give start order, and a long run started
@@ -23,7 +28,7 @@ import re
 import socket
 import subprocess
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,7 +60,6 @@ __all__ = ["RunWriter", "new_run_dir"]
 
 DRILL_STATUSES = ("pass", "fail", "error", "incomplete")
 _VERSIONED = ("chaos-drills", "fastapi", "uvicorn", "psutil", "prefect", "pandas")
-_REPO_DIR = Path(__file__).resolve().parents[2]
 _UNFINISHED = "incomplete: the run stopped before this drill finished"
 
 log = logging.getLogger("flows.evidence")
@@ -84,11 +88,19 @@ def new_run_dir(root: Path, now: datetime | None = None) -> Path:
     raise EvidenceError(f"evidence: 10,000 run folders for {stamp} already exist in {root}")
 
 
+def _host() -> dict[str, Any]:
+    return {
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+    }
+
+
 def _git_commit() -> str | None:
+    """HEAD of the checkout the run is started from (the working directory), if any."""
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"],
-            cwd=_REPO_DIR,
             capture_output=True,
             text=True,
             timeout=10,
@@ -164,10 +176,24 @@ class RunWriter:
     """Writes one run folder: ``results.json`` from the start, then junit and the manifest."""
 
     def __init__(
-        self, run_dir: Path, *, drills: list[str], command: str, config: str | None
+        self,
+        run_dir: Path,
+        *,
+        drills: Sequence[str],
+        command: str,
+        config: str | None,
+        now: Callable[[], datetime] = _now,
+        host: Callable[[], dict[str, Any]] = _host,
+        versions: Callable[[], dict[str, str]] = _versions,
+        git_commit: Callable[[], str | None] = _git_commit,
+        synthetic: bool = False,
     ) -> None:
+        """``now`` stamps the start and the end; ``host``, ``versions`` and ``git_commit``
+        are read once, here. The defaults read the clock and this machine; a made-up
+        history passes its own and ``synthetic=True``."""
         self.run_dir = Path(run_dir)
         self.run_id = self.run_dir.name
+        drills = list(drills)
         if len(set(drills)) != len(drills):
             raise ValueError(f"drill ids must be distinct, got {drills}")
         for existing in (MANIFEST, RESULTS):
@@ -180,22 +206,21 @@ class RunWriter:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise EvidenceError(os_error_message("create", self.run_dir, exc)) from exc
+        self._now = now
+        self._synthetic = synthetic
         self._lock = threading.Lock()  # drills may finish on several worker threads
         self._finalized = False
         self._results: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
             "run_id": self.run_id,
+            **({"synthetic": True} if synthetic else {}),
             "status": "incomplete",
             "verdict": None,
-            "started_at": _now().isoformat(),
+            "started_at": now().isoformat(),
             "finished_at": None,
-            "host": {
-                "hostname": socket.gethostname(),
-                "platform": platform.platform(),
-                "cpus": os.cpu_count(),
-            },
-            "versions": _versions(),
-            "git_commit": _git_commit(),
+            "host": host(),
+            "versions": versions(),
+            "git_commit": git_commit(),
             "command": command,
             "config": config,
             "drills": [_unfinished(d) for d in drills],
@@ -243,7 +268,7 @@ class RunWriter:
             drills = self._results["drills"]
             passed = bool(drills) and all(d["status"] == "pass" for d in drills)
             self._results.update(
-                finished_at=_now().isoformat(),
+                finished_at=self._now().isoformat(),
                 status="complete",
                 verdict="pass" if passed else "fail",
             )
@@ -262,7 +287,8 @@ class RunWriter:
                 }
                 write_json(self.run_dir / MANIFEST, manifest)
             self._finalized = True
-            log.info(
+            log.log(
+                logging.DEBUG if self._synthetic else logging.INFO,  # a history is thousands
                 "evidence.run_sealed run=%s verdict=%s files=%d previous=%s",
                 self.run_id,
                 self._results["verdict"],
