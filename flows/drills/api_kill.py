@@ -15,11 +15,10 @@ VANISH_GRACE_S = 0.5
 
 def run(ctx: DrillContext) -> tuple[bool, str]:
     sup = ctx.supervisor()
-    sup.start()
     name = ctx.program_name()
     before = sup.workload()
     ctx.log.tree("before kill", before)
-    with sup.client() as client:
+    with sup.new_client() as client:
         sent = time.monotonic()
         answer = call(client, ctx.log, "POST", "/process/kill", json={"name": name})
         ctx.metrics["http_status"] = answer.status or 0
@@ -27,7 +26,7 @@ def run(ctx: DrillContext) -> tuple[bool, str]:
         at_answer = sup.workload()
         ctx.log.tree("at the kill answer", at_answer)
         ctx.metrics["alive_at_answer"] = len(at_answer)
-        gone = wait_for(lambda: not sup.workload(), VANISH_GRACE_S, 0.005)
+        gone = wait_for(lambda: not sup.workload(), VANISH_GRACE_S, interval=0.005)
         ctx.metrics["tree_vanish_ms"] = round((time.monotonic() - sent) * 1000, 3)
         after = sup.workload()
         ctx.log.tree("after kill", after)

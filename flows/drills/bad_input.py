@@ -115,13 +115,12 @@ def _identity(procs: list) -> set[tuple[int, float]]:
 
 def run(ctx: DrillContext) -> tuple[bool, str]:
     sup = ctx.supervisor()
-    sup.start()
     name = ctx.program_name()
     before = sup.workload()
     ctx.log.tree("before the battery", before)
     statuses: dict[str, int] = {}
     wrong: list[str] = []
-    with sup.client() as good, sup.client() as bare:
+    with sup.new_client() as good, sup.new_client() as bare:
         bare.headers.pop("Authorization")
         for probe in battery(name):
             client, kwargs = (good if probe.auth == "good" else bare), dict(probe.kwargs)

@@ -23,7 +23,6 @@ def _alive(proc: psutil.Process) -> bool:
 
 def run(ctx: DrillContext) -> tuple[bool, str]:
     sup = ctx.supervisor()
-    sup.start()
     name = ctx.program_name()
     before = sup.workload()
     ctx.log.tree("before the crash", before)
@@ -31,7 +30,7 @@ def run(ctx: DrillContext) -> tuple[bool, str]:
     if not leaders:
         return False, "found no workload process whose parent is the supervisor"
     leader = leaders[0]
-    with sup.client() as client:
+    with sup.new_client() as client:
         first = call(client, ctx.log, "GET", "/process", params={"name": name})
         ctx.log.line(f"SIGKILL worker leader pid={leader.pid} from outside the supervisor")
         killed_at = time.monotonic()
@@ -47,7 +46,7 @@ def run(ctx: DrillContext) -> tuple[bool, str]:
                 return body
             return None
 
-        body = wait_for(restarted, RESTART_DEADLINE_S, 0.005)
+        body = wait_for(restarted, RESTART_DEADLINE_S, interval=0.005)
         delay_ms = round((time.monotonic() - killed_at) * 1000, 1)
         final = call(client, ctx.log, "GET", "/process", params={"name": name})
         events = call(client, ctx.log, "GET", "/events", params={"limit": 20})
@@ -60,7 +59,7 @@ def run(ctx: DrillContext) -> tuple[bool, str]:
     ctx.metrics["restart_delay_ms"] = delay_ms
     ctx.metrics["new_pid"] = body["pid"]
     ctx.log.line(f"restarted as pid {body['pid']} {delay_ms} ms after the crash")
-    sup.wait_workload()
+    sup.wait_workload(ctx.options.min_procs, stable_s=0.25)
     lingering = [p for p in before if _alive(p)]
     ctx.log.tree("after restart", sup.workload())
     kinds = (

@@ -17,7 +17,6 @@ ROUNDS = 3
 
 def run(ctx: DrillContext) -> tuple[bool, str]:
     sup = ctx.supervisor()
-    sup.start()
     name = ctx.program_name()
     stop = threading.Event()
     polls: list[Answer] = []
@@ -26,14 +25,14 @@ def run(ctx: DrillContext) -> tuple[bool, str]:
     lock = threading.Lock()
 
     def poller() -> None:
-        with sup.client() as client:
+        with sup.new_client() as client:
             while not stop.is_set():
                 answer = call(client, None, "GET", "/process", params={"name": name})
                 with lock:
                     polls.append(answer)
 
     def killer(barrier: threading.Barrier) -> None:
-        with sup.client() as client:
+        with sup.new_client() as client:
             barrier.wait()
             answer = call(client, ctx.log, "POST", "/process/kill", json={"name": name})
             with lock:
@@ -43,11 +42,11 @@ def run(ctx: DrillContext) -> tuple[bool, str]:
     for t in threads:
         t.start()
     try:
-        with sup.client() as control:
+        with sup.new_client() as control:
             for round_no in range(1, ROUNDS + 1):
                 if round_no > 1:
                     call(control, ctx.log, "POST", "/process/start", json={"name": name})
-                    sup.wait_workload()
+                    sup.wait_workload(ctx.options.min_procs, stable_s=0.25)
                 ctx.log.tree(f"round {round_no}: before {KILLERS} concurrent kills", sup.workload())
                 barrier = threading.Barrier(KILLERS)
                 killers = [threading.Thread(target=killer, args=(barrier,)) for _ in range(KILLERS)]
@@ -55,7 +54,7 @@ def run(ctx: DrillContext) -> tuple[bool, str]:
                     t.start()
                 for t in killers:
                     t.join()
-                wait_for(lambda: not sup.workload(), 0.5, 0.005)
+                wait_for(lambda: not sup.workload(), 0.5, interval=0.005)
                 left = sup.workload()
                 ctx.log.tree(f"round {round_no}: after the kills", left)
                 if left:

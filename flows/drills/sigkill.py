@@ -15,13 +15,13 @@ SURVIVAL_LIMIT_S = 2.0
 
 def run(ctx: DrillContext) -> tuple[bool, str]:
     first = ctx.supervisor()
-    first.start()
     before = first.workload()
     ctx.log.tree("before SIGKILL", before)
+    ctx.log.line(f"send SIGKILL to supervisor pid={first.pid}")
     sent = time.monotonic()
     first.signal(signal.SIGKILL)
     first.wait_exit(5.0)
-    gone = wait_for(lambda: not first.workload(), SURVIVAL_LIMIT_S, 0.01)
+    gone = wait_for(lambda: not first.workload(), SURVIVAL_LIMIT_S, interval=0.01)
     vanish_ms = round((time.monotonic() - sent) * 1000, 1)
     after = first.workload()
     ctx.log.tree(f"{vanish_ms} ms after SIGKILL", after)
@@ -35,8 +35,7 @@ def run(ctx: DrillContext) -> tuple[bool, str]:
     ctx.log.line(f"workload gone {vanish_ms} ms after SIGKILL")
 
     second = ctx.supervisor(db=first.db)
-    second.start()
-    with second.client() as client:
+    with second.new_client() as client:
         events = call(client, ctx.log, "GET", "/events", params={"limit": 50})
     recovered = (
         [e for e in (events.body or {}).get("events", []) if e.get("kind") == "recovered"]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import signal
 import sqlite3
+import subprocess
 import time
+from pathlib import Path
 
 from flows.drills.harness import DrillContext, wait_for
 
@@ -13,21 +15,22 @@ EXIT_GRACE_S = 0.2  # zombies aside, nothing may be alive this long after the ex
 
 def run(ctx: DrillContext) -> tuple[bool, str]:
     sup = ctx.supervisor()
-    sup.start()
     before = sup.workload()
     ctx.log.tree("before SIGTERM", before)
     ctx.metrics["workload_before"] = len(before)
     stop_timeout = max(float(p.get("stop_timeout", 5.0)) for p in ctx.options.programs())
+    ctx.log.line(f"send SIGTERM to supervisor pid={sup.pid}")
     sent = time.monotonic()
     sup.signal(signal.SIGTERM)
-    status = sup.wait_exit(stop_timeout + 10.0)
-    exit_ms = round((time.monotonic() - sent) * 1000, 1)
-    if status is None:
+    try:
+        status = sup.wait_exit(stop_timeout + 10.0)
+    except subprocess.TimeoutExpired:
         ctx.log.tree("supervisor still running", sup.workload())
         return (
             False,
             f"supervisor pid {sup.pid} still running {stop_timeout + 10:.0f}s after SIGTERM",
         )
+    exit_ms = round((time.monotonic() - sent) * 1000, 1)
     ctx.metrics["supervisor_exit_ms"] = exit_ms
     ctx.metrics["exit_status"] = status
     ctx.log.line(f"supervisor exited with status {status} after {exit_ms} ms")
@@ -49,7 +52,7 @@ def run(ctx: DrillContext) -> tuple[bool, str]:
     return True, "no orphan worker after parent SIGTERM"
 
 
-def _recorded_states(db) -> dict[str, str]:
+def _recorded_states(db: Path) -> dict[str, str]:
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         rows = conn.execute("SELECT name, status FROM processes ORDER BY id").fetchall()
