@@ -15,7 +15,7 @@ help:
 	@echo "make site    rebuild the evidence site from pilot_artifacts/"
 	@echo "make bench   run every benchmark and print the figures"
 	@echo "make fuzz    schemathesis against a live supervisor (2,000+ requests)"
-	@echo "make lint    ruff check + format check"
+	@echo "make lint    ruff check + format check + mypy --strict over supervisor/ and flows/"
 
 $(VENV_STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv .venv
@@ -40,6 +40,7 @@ test: venv browser
 lint: venv
 	$(PY) -m ruff check supervisor flows tests benchmarks
 	$(PY) -m ruff format --check supervisor flows tests benchmarks
+	$(PY) -m mypy
 
 drill: venv
 	$(PY) -m flows nightly

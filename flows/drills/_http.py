@@ -17,11 +17,6 @@ class Answer:
     status: int | None  # None: no response at all (the old "HTTP 000")
     body: Any
     latency_ms: float
-    error: str | None = None
-
-    @property
-    def json_ok(self) -> bool:
-        return isinstance(self.body, dict)
 
 
 def call(
@@ -32,7 +27,7 @@ def call(
         response = client.request(method, path, **kwargs)
     except httpx.HTTPError as exc:
         latency = (time.perf_counter() - started) * 1000
-        answer = Answer(None, f"{type(exc).__name__}: {exc}", latency, error=str(exc))
+        answer = Answer(None, f"{type(exc).__name__}: {exc}", latency)
     else:
         latency = (time.perf_counter() - started) * 1000
         try:
@@ -45,7 +40,12 @@ def call(
     return answer
 
 
-KILL_FIELDS = {"name": str, "already_stopped": bool, "duration_ms": (int, float), "survivors": list}
+KILL_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "name": str,
+    "already_stopped": bool,
+    "duration_ms": (int, float),
+    "survivors": list,
+}
 
 
 def kill_body_problems(body: Any, expect_name: str) -> list[str]:

@@ -103,7 +103,7 @@ def battery(name: str) -> list[Probe]:
     ]
 
 
-def _identity(procs: list) -> set[tuple[int, float]]:
+def _identity(procs: list[psutil.Process]) -> set[tuple[int, float]]:
     out = set()
     for p in procs:
         try:

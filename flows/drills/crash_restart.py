@@ -5,6 +5,7 @@ with a new pid and an event, and nothing of the old tree lingers.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import psutil
 
@@ -36,7 +37,7 @@ def run(ctx: DrillContext) -> tuple[bool, str]:
         killed_at = time.monotonic()
         leader.kill()
 
-        def restarted() -> dict | None:
+        def restarted() -> dict[str, Any] | None:
             ans = call(client, None, "GET", "/process", params={"name": name})
             body = ans.body if isinstance(ans.body, dict) else {}
             if body.get("pid") not in (None, leader.pid) and body.get("state") in (

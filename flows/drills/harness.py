@@ -305,11 +305,16 @@ class Supervisor:
         self, states: str | set[str], name: str | None = None, timeout: float = 10.0
     ) -> dict[str, Any]:
         wanted = {states} if isinstance(states, str) else states
-        return wait_for(
-            lambda: (s := self.state(name))["state"] in wanted and s,
-            timeout,
-            f"program {name or ''} in {sorted(wanted)}",
-        )
+        what = f"program {name or ''} in {sorted(wanted)}"
+
+        def reached() -> dict[str, Any] | None:
+            state = self.state(name)
+            return state if state["state"] in wanted else None
+
+        found = wait_for(reached, timeout, what)
+        if found is None:  # wait_for raises first when it is told what it waits for
+            raise TimeoutError(what)
+        return found
 
     def wait_workload(
         self, count: int, timeout: float = 10.0, stable_s: float = 0.0
