@@ -1,10 +1,15 @@
-"""The HTTP API. Routes parse, call the manager, and shape the answer; nothing more."""
+"""The HTTP API. Routes parse, call the manager, and shape the answer; nothing more.
+
+Also owns the two guards in front of the routes: ``BodyLimit`` (413 for bodies
+over 64 KiB, an ASGI middleware) and the bearer-token check, which asks the
+``Token`` it was given. ``create_app`` takes both as arguments; nothing in the
+environment or the config switches either off.
+"""
 
 import json
 import logging
 import math
-import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -17,8 +22,8 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from supervisor import _faults
 from supervisor.auth import Token
 from supervisor.errors import AmbiguousProgram, UnknownProgram
 from supervisor.manager import ProcessManager
@@ -102,18 +107,18 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": Error, "description": "malformed request"},
 }
 # BodyLimit answers 413 on every route, GETs included, so every route documents it
-_HEALTH_ERRORS = {413: _ERRORS[413]}
+_HEALTH_ERRORS: dict[int | str, dict[str, Any]] = {413: _ERRORS[413]}
 
 
 class BodyLimit:
     """Answer 413 for bodies over the limit, before the app sees them."""
 
-    def __init__(self, app: Callable[..., Awaitable[None]], limit: int = MAX_BODY) -> None:
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY) -> None:
         self.app = app
         self.limit = limit
 
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http" or _faults.active("no_body_limit"):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")
@@ -121,7 +126,8 @@ class BodyLimit:
             await self._drain(receive)
             await self._reject(send)
             return
-        chunks, size, more = [], 0, True
+        chunks: list[bytes] = []
+        size, more = 0, True
         while more:
             message = await receive()
             if message["type"] == "http.disconnect":
@@ -136,7 +142,7 @@ class BodyLimit:
                 return
         body, replayed = b"".join(chunks), False
 
-        async def replay() -> dict:
+        async def replay() -> Message:
             nonlocal replayed
             if not replayed:
                 replayed = True
@@ -145,7 +151,7 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _drain(self, receive: Callable) -> None:
+    async def _drain(self, receive: Receive) -> None:
         seen = 0
         while seen < _DRAIN_LIMIT:
             message = await receive()
@@ -155,7 +161,7 @@ class BodyLimit:
             if not message.get("more_body", False):
                 return
 
-    async def _reject(self, send: Callable) -> None:
+    async def _reject(self, send: Send) -> None:
         body = json.dumps({"detail": f"request body over {self.limit} bytes"}).encode()
         await send(
             {
@@ -170,7 +176,15 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
-def create_app(manager: ProcessManager, token: Token, *, manage_lifecycle: bool = True) -> FastAPI:
+def create_app(
+    manager: ProcessManager,
+    token: Token,
+    *,
+    body_limit: type[BodyLimit] = BodyLimit,
+    manage_lifecycle: bool = True,
+) -> FastAPI:
+    """The app over ``manager``; ``manage_lifecycle=False`` (schema export) never starts it."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if manage_lifecycle:
@@ -186,20 +200,22 @@ def create_app(manager: ProcessManager, token: Token, *, manage_lifecycle: bool 
         description="Starts programs, stops whole process trees, and answers every kill.",
         lifespan=lifespan,
     )
-    app.add_middleware(BodyLimit)
+    app.add_middleware(body_limit)
     bearer = HTTPBearer(auto_error=False)
 
     # async: a sync dependency would cost every request an extra thread-pool hop
     async def authorised(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> None:
-        if _faults.active("no_auth"):
-            return
-        if credentials is None or not token.matches(credentials.credentials):
+        if not token.allows(credentials.credentials if credentials else None):
             raise _Unauthorised()
 
-    auth = [Depends(authorised)]
+    _add_error_handlers(app)
+    _add_routes(app, manager, [Depends(authorised)])
+    return app
 
+
+def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(_Unauthorised)
     async def _unauthorised(request: Request, exc: _Unauthorised) -> JSONResponse:
         return JSONResponse(
@@ -230,42 +246,37 @@ def create_app(manager: ProcessManager, token: Token, *, manage_lifecycle: bool 
     async def _ambiguous(request: Request, exc: AmbiguousProgram) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=422)
 
+
+def _add_routes(app: FastAPI, manager: ProcessManager, auth: list[Any]) -> None:
     @app.get("/healthz", response_model=Health, tags=["health"], responses=_HEALTH_ERRORS)
-    async def healthz() -> dict:
+    async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/processes", response_model=ProcessList, dependencies=auth, responses=_ERRORS)
-    async def processes() -> dict:
+    async def processes() -> dict[str, Any]:
         return {"processes": [p.snapshot() for p in manager.programs.values()]}
 
     @app.get("/process", response_model=ProcessInfo, dependencies=auth, responses=_ERRORS)
-    async def process(name: Annotated[str | None, Query(max_length=64)] = None) -> dict:
+    async def process(name: Annotated[str | None, Query(max_length=64)] = None) -> dict[str, Any]:
         return manager.get(name).snapshot()
 
     @app.post("/process/start", response_model=ProcessInfo, dependencies=auth, responses=_ERRORS)
-    def start(body: NameBody | None = None) -> dict:
+    def start(body: NameBody | None = None) -> dict[str, Any]:
         return manager.start_program(body.name if body else None)
 
     @app.post("/process/kill", response_model=KillResult, dependencies=auth, responses=_ERRORS)
-    def kill(body: KillBody | None = None) -> Any:
-        result = manager.kill(body.name if body else None, body.timeout if body else None)
-        if _faults.active("kill_500"):
-            return JSONResponse({"detail": "injected fault"}, status_code=500)
-        if _faults.active("kill_drop"):
-            os._exit(1)  # the old bug: the kill took the supervisor down, the client saw no answer
-        return result
+    def kill(body: KillBody | None = None) -> dict[str, Any]:
+        return manager.kill(body.name if body else None, body.timeout if body else None)
 
     @app.post(
         "/process/restart", response_model=RestartResult, dependencies=auth, responses=_ERRORS
     )
-    def restart(body: NameBody | None = None) -> dict:
+    def restart(body: NameBody | None = None) -> dict[str, Any]:
         return manager.restart(body.name if body else None)
 
     @app.get("/events", response_model=EventList, dependencies=auth, responses=_ERRORS)
-    def events(limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
+    def events(limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
         return {"events": manager.events(limit)}
-
-    return app
 
 
 class _Unauthorised(Exception):

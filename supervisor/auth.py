@@ -1,4 +1,7 @@
-"""Where the bearer token comes from, and how it is checked."""
+"""Where the bearer token comes from, and how it is checked.
+
+``Token.allows`` is the one check every protected route makes (``supervisor.api``).
+"""
 
 from __future__ import annotations
 
@@ -23,7 +26,10 @@ class Token:
     def explicit(self) -> bool:
         return self.source != "generated"
 
-    def matches(self, presented: str) -> bool:
+    def allows(self, presented: str | None) -> bool:
+        """True when ``presented`` (the bearer credential, None if there was none) is ours."""
+        if presented is None:
+            return False
         # constant time: the answer's timing must not reveal how much of a guess was right
         return hmac.compare_digest(presented.encode(), self.value.encode())
 

@@ -1,4 +1,10 @@
-"""``python -m supervisor serve --config FILE [--host H] [--port P] [--db PATH]``."""
+"""``python -m supervisor serve --config FILE [--host H] [--port P] [--db PATH]``.
+
+Owns the entry point: argument parsing, logging setup, the listening socket,
+and the exit-code rule (``EXIT_CODES``). ``serve`` builds the supervisor from
+``Parts``, a set of factories whose defaults are the real ones; another entry
+point (the tests' broken supervisor) can pass different ones.
+"""
 
 from __future__ import annotations
 
@@ -8,26 +14,54 @@ import logging
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import uvicorn
+from fastapi import FastAPI
+from uvicorn.config import STARTUP_FAILURE
 
 from supervisor import auth, config
 from supervisor.api import create_app
+from supervisor.auth import Token
 from supervisor.errors import SupervisorError
 from supervisor.manager import ProcessManager
 from supervisor.statedb import StateDB
 
 log = logging.getLogger("supervisor")
 
+EXIT_CODES = """exit codes:
+  0  stopped cleanly (SIGTERM or Ctrl-C)
+  1  a runtime failure (the app failed to start, or an unexpected error)
+  2  usage or environment errors: bad arguments, an invalid config, an unusable
+     state DB, a port that cannot be bound"""
+
+
+@dataclasses.dataclass(frozen=True)
+class Parts:
+    """The factories ``serve`` builds a supervisor from; the defaults are the real ones."""
+
+    load_config: Callable[[Path], config.Config] = config.load
+    db: Callable[[Path], StateDB] = StateDB
+    manager: Callable[[config.Config, StateDB], ProcessManager] = ProcessManager
+    app: Callable[[ProcessManager, Token], FastAPI] = create_app
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m supervisor", description="A process supervisor with an HTTP API."
+        prog="python -m supervisor",
+        description="A process supervisor with an HTTP API.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    serve = sub.add_parser("serve", help="run the supervisor and its HTTP API")
+    serve = sub.add_parser(
+        "serve",
+        help="run the supervisor and its HTTP API",
+        description="Run the supervisor and its HTTP API until SIGTERM or Ctrl-C.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     serve.add_argument(
         "--config",
         required=True,
@@ -63,53 +97,73 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(args: argparse.Namespace) -> int:
-    cfg = config.load(args.config)
-    server = cfg.server
+def _server_config(cfg: config.Config, args: argparse.Namespace) -> config.Config:
+    """The config with ``--host``, ``--port`` and ``--db`` applied over ``[server]``."""
     server = dataclasses.replace(
-        server,
-        host=args.host or server.host,
-        port=server.port if args.port is None else args.port,
-        db=args.db or server.db,
+        cfg.server,
+        host=args.host or cfg.server.host,
+        port=cfg.server.port if args.port is None else args.port,
+        db=args.db or cfg.server.db,
     )
-    token = auth.resolve(server.token_file, server.db)
-    if not config.is_loopback(server.host) and not token.explicit:
+    return dataclasses.replace(cfg, server=server)
+
+
+def serve(args: argparse.Namespace, parts: Parts = Parts()) -> int:
+    cfg = _server_config(parts.load_config(args.config), args)
+    settings = cfg.server
+    token = auth.resolve(settings.token_file, settings.db)
+    if not config.is_loopback(settings.host) and not token.explicit:
         raise SupervisorError(
-            f"refusing to listen on non-loopback address {server.host} with a generated token;"
+            f"refusing to listen on non-loopback address {settings.host} with a generated token;"
             " set SUPERVISOR_TOKEN or server.token_file explicitly, or bind 127.0.0.1"
         )
-    db = StateDB(server.db)
-    sock = _bind(server.host, server.port)
-    manager = ProcessManager(dataclasses.replace(cfg, server=server), db)
-    app = create_app(manager, token)
-    host, port = sock.getsockname()[:2]
-    log.info(
-        "event=listening url=http://%s:%d db=%s token_source=%s",
-        host,
-        port,
-        server.db,
-        token.source,
+    db = parts.db(settings.db)
+    try:
+        sock = _bind(settings.host, settings.port)
+        app = parts.app(parts.manager(cfg, db), token)
+        host, port = sock.getsockname()[:2]
+        log.info(
+            "event=listening url=http://%s:%d db=%s token_source=%s",
+            host,
+            port,
+            settings.db,
+            token.source,
+        )
+        return _run(app, sock, args.access_log)
+    finally:
+        db.close()
+
+
+def _run(app: FastAPI, sock: socket.socket, access_log: bool) -> int:
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            log_level="info" if access_log else "warning",  # access lines log at info
+            access_log=access_log,
+            timeout_graceful_shutdown=1,
+            lifespan="on",
+        )
     )
-    uv = uvicorn.Config(
-        app,
-        log_level="info" if args.access_log else "warning",  # access lines log at info
-        access_log=args.access_log,
-        timeout_graceful_shutdown=1,
-        lifespan="on",
-    )
-    server = uvicorn.Server(uv)
     # uvicorn re-raises the stop signal once it has shut down; under Python's default
     # handlers that killed us before the DB was closed (SIGTERM, exit -15) or ended in a
     # KeyboardInterrupt traceback (SIGINT). Routing both to the server's own handler,
     # which only records the signal, lets serve() finish and exit 0.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, server.handle_exit)
-    server.run(sockets=[sock])
-    db.close()
+    try:
+        server.run(sockets=[sock])
+    except SystemExit as exc:
+        # uvicorn exits 3 when the app's startup failed (its traceback is logged above);
+        # for us that is a runtime failure
+        if exc.code != STARTUP_FAILURE:
+            raise
+        log.error("event=startup_failed; the supervisor's start raised, see the error above")
+        return 1
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, parts: Parts = Parts()) -> int:
+    """Run the CLI; the return value is the exit code (see ``EXIT_CODES``)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(),
@@ -117,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
-        return serve(args)
+        return serve(args, parts)
     except SupervisorError as exc:
         print(f"supervisor: {exc}", file=sys.stderr)
         return 2

@@ -1,4 +1,7 @@
-"""The TOML config: ``[server]`` and ``[[programs]]`` (see ARCHITECTURE.md)."""
+"""The TOML config: ``[server]`` and ``[[programs]]`` (``supervisor.example.toml`` shows both).
+
+Owns parsing and validation; every error names the file, the key and the value.
+"""
 
 from __future__ import annotations
 
@@ -60,9 +63,6 @@ class Config:
     path: Path | None
     server: ServerConfig
     programs: tuple[ProgramConfig, ...]
-
-    def program_names(self) -> list[str]:
-        return [p.name for p in self.programs]
 
 
 def is_loopback(host: str) -> bool:

@@ -28,9 +28,7 @@ def _work(role: str, spawn: list[str]) -> None:
         for r in spawn
     ]
     print(f"demo_worker {role} pid={os.getpid()} children={[c.pid for c in children]}", flush=True)
-    counter = 0
     while True:
-        counter += 1
         time.sleep(0.5)
 
 

@@ -3,39 +3,40 @@
 No HTTP here: ``supervisor.api`` calls the public methods and shapes answers.
 Every state change goes through ``_transition``, which checks the table in
 ``supervisor.states`` and writes the new state and its event in one DB
-transaction.
+transaction. The monitor thread (``supervisor.monitor``) drives ``_check``.
+
+The collaborators that keep the guarantees are arguments with the real ones as
+defaults: the ``stopper`` (the termination ladder), the ``keeper`` factory and
+``become_subreaper``. Nothing in the environment or the config switches them off.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import select
 import signal
 import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from supervisor import _faults
 from supervisor.config import Config
 from supervisor.errors import AmbiguousProgram, UnknownProgram
+from supervisor.monitor import Monitor
 from supervisor.program import Program, resolve_python
 from supervisor.statedb import StateDB
 from supervisor.states import ACTIVE, InvalidTransition, State, can_transition
-from supervisor.stop import ladder, tree
-from supervisor.stop import proc as _linux
-from supervisor.stop.keeper_link import KeeperLink
+from supervisor.stop import ladder, proc, tree
+from supervisor.stop.keeper_link import Keeper, KeeperLink
 from supervisor.stop.reconcile import reconcile
 
 log = logging.getLogger("supervisor.process")
 
 INSTANCE_ENV = "SUPERVISOR_INSTANCE"
 PROGRAM_ENV = "SUPERVISOR_PROGRAM"
-MONITOR_TICK_S = 0.25
-MONITOR_BUSY_RECHECK_S = 0.02
 
 
 def _iso_now() -> str:
@@ -43,55 +44,55 @@ def _iso_now() -> str:
 
 
 class ProcessManager:
-    def __init__(self, config: Config, db: StateDB) -> None:
-        self.config = config
+    def __init__(
+        self,
+        config: Config,
+        db: StateDB,
+        *,
+        stopper: ladder.Stopper = ladder.terminate,
+        keeper: Callable[[str], Keeper] = KeeperLink,
+        become_subreaper: Callable[[], None] = proc.set_child_subreaper,
+    ) -> None:
         self.db = db
         self.instance = uuid.uuid4().hex
         self.programs = {p.name: Program(p, db.process_id(p.name)) for p in config.programs}
         self.log_dir = db.path.parent / "logs"
-        self._keeper = KeeperLink(self.instance)
-        self._monitor: threading.Thread | None = None
-        self._stopping = threading.Event()
-        self._wake_r, self._wake_w = os.pipe()
+        self._stopper = stopper
+        self._keeper = keeper(self.instance)
+        self._become_subreaper = become_subreaper
+        self.monitor = Monitor(
+            self.programs,
+            check=self._check,
+            on_scan=self._on_scan,
+            every_pass=self._keeper.check,
+        )
 
     # ----- lifecycle -------------------------------------------------------
 
     def start(self) -> None:
-        faults = _faults.enabled()
-        if faults:
-            log.warning(
-                "event=faults_active faults=%s (test-only; evidence is void)", sorted(faults)
-            )
-        if not _faults.active("no_subreaper"):
-            _linux.set_child_subreaper()
+        self._become_subreaper()
         self.log_dir.mkdir(parents=True, exist_ok=True)
         reconcile(self.db)
-        if not _faults.active("no_keeper"):
-            self._keeper.start()
+        self._keeper.start()
         for prog in self.programs.values():
             if prog.cfg.autostart:
                 with prog.lock:
                     self._spawn(prog)
-        self._monitor = threading.Thread(target=self._monitor_loop, name="monitor", daemon=True)
-        self._monitor.start()
+        self.monitor.start()
 
     def shutdown(self) -> None:
         """Stop every program in parallel through the ladder, write states, stop the keeper."""
-        self._stopping.set()
-        os.write(self._wake_w, b"x")
-        if self._monitor is not None:
-            self._monitor.join(timeout=5)
-        if not _faults.active("no_shutdown_stop"):
-            threads = [
-                threading.Thread(target=self._stop_for_shutdown, args=(p,), name=f"stop-{p.name}")
-                for p in self.programs.values()
-            ]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            self._sweep_descendants()
-            self._keeper.close()
+        self.monitor.stop()
+        threads = [
+            threading.Thread(target=self._stop_for_shutdown, args=(p,), name=f"stop-{p.name}")
+            for p in self.programs.values()
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self._sweep_descendants()
+        self._keeper.close()
         log.info("event=shutdown_complete")
 
     # ----- public operations ------------------------------------------------
@@ -190,7 +191,7 @@ class ProcessManager:
             prog.last_error = f"cannot start {list(prog.cfg.command)}: {exc}"
             self._transition(prog, State.FATAL, "fatal", prog.last_error, pid=None)
             return
-        info = _linux.read_stat(popen.pid)
+        info = proc.read_stat(popen.pid)
         assert info is not None, "an unreaped child always has /proc/PID/stat"
         self._close_leader_fd(prog)
         prog.popen, prog.leader = popen, info
@@ -206,22 +207,22 @@ class ProcessManager:
             pid=popen.pid,
             pgid=info.pgid,
             create_time=info.create_time,
-            boot_id=_linux.boot_id(),
+            boot_id=proc.boot_id(),
             instance=self.instance,
             exit_code=None,
             exit_signal=None,
         )
-        os.write(self._wake_w, b"x")
+        self.monitor.wake()
 
     def _members(
-        self, prog: Program, procs: dict[int, _linux.ProcInfo] | None = None
-    ) -> list[_linux.ProcInfo]:
+        self, prog: Program, procs: dict[int, proc.ProcInfo] | None = None
+    ) -> list[proc.ProcInfo]:
         """Every live process of the program's tree, found in the supervisor's own subtree."""
         skip = {p.leader.pid for p in self.programs.values() if p.leader and p is not prog}
         if self._keeper.pid is not None:
             skip.add(self._keeper.pid)
         return tree.program_members(
-            _linux.scan() if procs is None else procs,
+            proc.scan() if procs is None else procs,
             os.getpid(),
             sid=prog.leader.sid if prog.leader else None,
             marker={INSTANCE_ENV: self.instance, PROGRAM_ENV: prog.name},
@@ -229,20 +230,19 @@ class ProcessManager:
         )
 
     def _terminate(
-        self, prog: Program, timeout: float | None, members: list[_linux.ProcInfo] | None = None
+        self, prog: Program, timeout: float | None, members: list[proc.ProcInfo] | None = None
     ) -> ladder.LadderResult:
         leader = prog.leader
-        result = ladder.terminate(
+        result = self._stopper(
             lambda: self._members(prog),
-            leader.pgid if leader else None,
+            leader,
             prog.cfg.stop_signal,
             timeout if timeout is not None else prog.cfg.stop_timeout,
             members=members,
-            leader_only=leader if leader and _faults.active("leader_only_kill") else None,
         )
         self._collect_leader(prog)
         for pid in result.signalled - {leader.pid if leader else 0}:
-            _linux.reap(pid)  # adopted descendants are our zombies now; the leader is Popen's
+            proc.reap(pid)  # adopted descendants are our zombies now; the leader is Popen's
         if result.survivors:
             log.error("event=survivors program=%s pids=%s", prog.name, result.survivors)
         return result
@@ -264,13 +264,13 @@ class ProcessManager:
             os.close(prog.leader_fd)
             prog.leader_fd = -1
 
-    def _reap_adopted(self, procs: dict[int, _linux.ProcInfo] | None = None) -> None:
+    def _reap_adopted(self, procs: dict[int, proc.ProcInfo] | None = None) -> None:
         me = os.getpid()
         owned = {p.popen.pid for p in self.programs.values() if p.popen}
         owned.add(self._keeper.pid or 0)
-        for info in (_linux.scan() if procs is None else procs).values():
+        for info in (proc.scan() if procs is None else procs).values():
             if info.ppid == me and info.zombie and info.pid not in owned:
-                _linux.reap(info.pid)
+                proc.reap(info.pid)
 
     def _on_exit(self, prog: Program) -> None:
         """The leader exited while nobody asked: stop what is left, then back off or give up."""
@@ -282,7 +282,7 @@ class ProcessManager:
         # only failures to stay up count toward FATAL; a crash after a good run starts afresh
         prog.quick_failures = prog.quick_failures + 1 if quick else 0
         fields = {"pid": None, "exit_code": prog.exit_code, "exit_signal": prog.exit_signal}
-        if not prog.cfg.autorestart or _faults.active("no_autorestart"):
+        if not prog.cfg.autorestart:
             self._transition(prog, State.EXITED, "exited", f"{detail}; autorestart off", **fields)
         elif prog.quick_failures >= prog.cfg.max_quick_failures:
             prog.last_error = (
@@ -324,42 +324,11 @@ class ProcessManager:
         finally:
             prog.lock.release()
 
-    def _monitor_loop(self) -> None:
-        last_scan = 0.0
-        busy: set[str] = set()  # held by an operation: their leader fds would only spin us
-        while not self._stopping.is_set():
-            poller = select.poll()
-            poller.register(self._wake_r, select.POLLIN)
-            for prog in self.programs.values():
-                if prog.leader_fd >= 0 and prog.name not in busy:
-                    poller.register(prog.leader_fd, select.POLLIN)
-            timeout = MONITOR_BUSY_RECHECK_S if busy else MONITOR_TICK_S
-            for prog in self.programs.values():
-                if prog.state is State.BACKOFF and prog.next_start_at is not None:
-                    timeout = min(timeout, max(0.0, prog.next_start_at - time.monotonic()))
-            try:
-                events = poller.poll(timeout * 1000)
-            except OSError:  # a leader fd closed under us; poll again
-                continue
-            if any(fd == self._wake_r for fd, _ in events):
-                os.read(self._wake_r, 4096)
-            if self._stopping.is_set():
-                break
-            try:
-                busy = {p.name for p in self.programs.values() if not self._check(p)}
-                # one /proc scan per tick at most: a wake-up for a leader's exit usually
-                # comes mid-kill, and a scan then would only compete with the kill's own
-                if time.monotonic() - last_scan >= MONITOR_TICK_S:
-                    last_scan = time.monotonic()
-                    procs = _linux.scan()
-                    self._reap_adopted(procs)
-                    for prog in self.programs.values():
-                        if prog.state in ACTIVE:
-                            prog.known_members = self._members(prog, procs)
-                self._keeper.check()
-            except Exception:
-                log.exception("event=monitor_error")
-                time.sleep(MONITOR_TICK_S)
+    def _on_scan(self, procs: dict[int, proc.ProcInfo]) -> None:
+        self._reap_adopted(procs)
+        for prog in self.programs.values():
+            if prog.state in ACTIVE:
+                prog.known_members = self._members(prog, procs)
 
     def _stop(
         self,
@@ -367,7 +336,7 @@ class ProcessManager:
         reason: str,
         stopped_prefix: str = "",
         timeout: float | None = None,
-        members: list[_linux.ProcInfo] | None = None,
+        members: list[proc.ProcInfo] | None = None,
     ) -> ladder.LadderResult:
         """STOPPING, the ladder, then STOPPED with the exit status: kill's and shutdown's path."""
         self._transition(prog, State.STOPPING, "stopping", reason)
@@ -396,13 +365,13 @@ class ProcessManager:
         for _ in range(20):
             left = [
                 p
-                for p in _linux.descendants(_linux.scan(), os.getpid())
+                for p in proc.descendants(proc.scan(), os.getpid())
                 if p.pid != keeper_pid and not p.zombie
             ]
             if not left:
                 break
             log.warning("event=shutdown_sweep pids=%s", [p.pid for p in left])
             for info in left:
-                _linux.signal_checked(info, signal.SIGKILL)
+                proc.signal_checked(info, signal.SIGKILL)
             time.sleep(0.02)
         self._reap_adopted()

@@ -11,7 +11,7 @@ from typing import Any
 
 from supervisor.config import ProgramConfig
 from supervisor.states import ACTIVE, State
-from supervisor.stop import proc as _linux
+from supervisor.stop import proc
 
 
 @dataclass
@@ -20,7 +20,7 @@ class Program:
     db_id: int
     state: State = State.STOPPED
     popen: subprocess.Popen[bytes] | None = None
-    leader: _linux.ProcInfo | None = None
+    leader: proc.ProcInfo | None = None
     leader_fd: int = -1
     started_at: str | None = None
     started_mono: float = 0.0
@@ -31,7 +31,7 @@ class Program:
     restarts: int = 0
     next_start_at: float | None = None
     # members seen by the monitor's last scan: a kill signals them at once, then rescans
-    known_members: list[_linux.ProcInfo] = field(default_factory=list)
+    known_members: list[proc.ProcInfo] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     @property

@@ -1,32 +1,22 @@
-"""The SQLite state DB: schema versions, migrations, and the few queries we need.
+"""The SQLite state DB: opening it safely, and the few queries the supervisor needs.
 
-Schema history (``PRAGMA user_version``):
-
-- 0: the legacy build: ``processes(id, name, pid, status)`` and
-  ``events(id, process_id, kind, detail)``, no ``created_at`` anywhere; some
-  old DBs hold only one of the two tables.
-- 1: ``created_at`` on both tables (added, then backfilled: SQLite cannot
-  ``ADD COLUMN`` with a ``CURRENT_TIMESTAMP`` default).
-- 2: process identity for reconciliation: ``pgid``, ``create_time``,
-  ``boot_id``, ``instance``, ``exit_code``, ``exit_signal``, ``updated_at``.
-
-Each migration runs in one ``BEGIN IMMEDIATE`` transaction and re-checks
-``PRAGMA table_info`` inside it, because two processes may open one DB at once.
+The schema and its migrations live in ``supervisor.migrations``; ``StateDB``
+takes the migrator as an argument (the real one by default) and runs it once
+on open. A file that is not SQLite, or is newer than this build knows, is
+refused without being touched.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from supervisor import _faults
+from supervisor import migrations
 from supervisor.errors import StateDBError
 
 log = logging.getLogger("supervisor.statedb")
@@ -36,57 +26,6 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
-def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
-    return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-
-
-def _tables(conn: sqlite3.Connection) -> set[str]:
-    return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-
-
-def _migrate_1(conn: sqlite3.Connection) -> None:
-    tables = _tables(conn)
-    if "processes" not in tables:
-        conn.execute(
-            "CREATE TABLE processes (id INTEGER PRIMARY KEY, name TEXT NOT NULL,"
-            " pid INTEGER, status TEXT)"
-        )
-    if "events" not in tables:
-        conn.execute(
-            "CREATE TABLE events (id INTEGER PRIMARY KEY, process_id INTEGER,"
-            " kind TEXT, detail TEXT)"
-        )
-    if _faults.active("legacy_migration_error"):
-        # the old build's bug, reproduced on request so the legacy_db drill can fail
-        conn.execute("SELECT created_at FROM processes")
-    for table in ("processes", "events"):
-        if "created_at" not in _columns(conn, table):
-            conn.execute(f"ALTER TABLE {table} ADD COLUMN created_at TEXT")
-        conn.execute(f"UPDATE {table} SET created_at = ? WHERE created_at IS NULL", (_now(),))
-
-
-def _migrate_2(conn: sqlite3.Connection) -> None:
-    wanted = {
-        "pgid": "INTEGER",
-        "create_time": "REAL",
-        "boot_id": "TEXT",
-        "instance": "TEXT",
-        "exit_code": "INTEGER",
-        "exit_signal": "INTEGER",
-        "updated_at": "TEXT",
-    }
-    have = _columns(conn, "processes")
-    for column, kind in wanted.items():
-        if column not in have:
-            conn.execute(f"ALTER TABLE processes ADD COLUMN {column} {kind}")
-    conn.execute("CREATE INDEX IF NOT EXISTS processes_name ON processes(name)")
-    conn.execute("CREATE INDEX IF NOT EXISTS events_process ON events(process_id)")
-
-
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_1, _migrate_2]
-LATEST = len(MIGRATIONS)
 
 
 def _check_file(path: Path) -> None:
@@ -110,7 +49,7 @@ def _check_file(path: Path) -> None:
     try:
         ro = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
-            version = ro.execute("PRAGMA user_version").fetchone()[0]
+            version = migrations.schema_version(ro)
             ro.execute("SELECT count(*) FROM sqlite_master").fetchone()
         finally:
             ro.close()
@@ -119,10 +58,10 @@ def _check_file(path: Path) -> None:
             f"state DB {path} is not a usable SQLite database ({exc}); refusing to start"
             " and leaving it untouched"
         ) from exc
-    if version > LATEST:
+    if version > migrations.LATEST:
         raise StateDBError(
             f"state DB {path} has schema version {version}, newer than this build knows"
-            f" ({LATEST}); refusing to start and leaving it untouched. Upgrade the supervisor"
+            f" ({migrations.LATEST}); refusing to start and leaving it untouched. Upgrade the supervisor"
             " or pass another --db"
         )
 
@@ -151,7 +90,7 @@ def _enable_wal(conn: sqlite3.Connection) -> None:
 class StateDB:
     """One connection shared by the supervisor's threads, behind a lock."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, migrate: migrations.Migrator = migrations.migrate) -> None:
         self.path = path
         _check_file(path)
         try:
@@ -165,31 +104,7 @@ class StateDB:
         except (OSError, sqlite3.Error) as exc:
             raise StateDBError(f"state DB {path} cannot be opened: {exc}") from exc
         self._lock = threading.Lock()
-        self.migrate()
-
-    def migrate(self) -> None:
-        start = self._conn.execute("PRAGMA user_version").fetchone()[0]
-        for version in range(start + 1, LATEST + 1):
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                current = self._conn.execute("PRAGMA user_version").fetchone()[0]
-                if current >= version:  # another process migrated it meanwhile
-                    self._conn.execute("COMMIT")
-                    continue
-                MIGRATIONS[version - 1](self._conn)
-                self._conn.execute(f"PRAGMA user_version = {version}")
-                self._conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                if _faults.active("legacy_migration_error"):
-                    log.error("Failed to initialize database: %s", exc)
-                    return
-                raise StateDBError(
-                    f"state DB {self.path}: migration to schema {version} failed: {exc};"
-                    " the DB was left as it was"
-                ) from exc
-            log.info("event=db_migrated path=%s version=%d", self.path, version)
+        migrate(self._conn, path)
 
     def close(self) -> None:
         with self._lock:
@@ -206,13 +121,18 @@ class StateDB:
                 "SELECT id FROM processes WHERE name = ? ORDER BY id DESC LIMIT 1", (name,)
             ).fetchone()
             if row:
-                return row[0]
+                return int(row[0])
             now = _now()
             cur = self._conn.execute(
                 "INSERT INTO processes (name, status, created_at, updated_at)"
                 " VALUES (?, 'stopped', ?, ?)",
                 (name, now, now),
             )
+            if cur.lastrowid is None:
+                raise StateDBError(
+                    f"state DB {self.path}: inserting the row of program {name!r} returned"
+                    " no row id; check the DB file with sqlite3 and its free disk space"
+                )
             return cur.lastrowid
 
     def record_state(
@@ -235,12 +155,6 @@ class StateDB:
                 self._conn.execute("ROLLBACK")
                 raise
 
-    def add_event(self, process_id: int | None, kind: str, detail: str) -> None:
-        self._exec(
-            "INSERT INTO events (process_id, kind, detail, created_at) VALUES (?, ?, ?, ?)",
-            (process_id, kind, detail, _now()),
-        )
-
     def events(self, limit: int) -> list[dict[str, Any]]:
         rows = self._exec(
             "SELECT e.id, e.process_id, p.name, e.kind, e.detail, e.created_at"
@@ -259,14 +173,3 @@ class StateDB:
         ).fetchall()
         keys = ("id", "name", "pid", "pgid", "create_time", "boot_id", "instance")
         return [dict(zip(keys, row, strict=True)) for row in rows]
-
-    def counts(self) -> dict[str, int]:
-        return {
-            t: self._exec(f"SELECT count(*) FROM {t}").fetchone()[0]
-            for t in ("processes", "events")
-        }
-
-
-def ensure_private_dir(path: Path) -> None:
-    path.mkdir(parents=True, exist_ok=True)
-    os.chmod(path, 0o700)

@@ -224,12 +224,12 @@ def test_supervisor_survived_the_fuzz(target: Target):
 
 @pytest.fixture
 def broken(tmp_path: Path) -> Iterator[Any]:
-    """``broken(fault)`` starts a supervisor with one ``SUPERVISOR_FAULTS`` fault injected."""
+    """``broken(part)`` starts a supervisor with that part replaced (tests/broken_supervisor.py)."""
     with supervisor_launcher(tmp_path) as launch:
         targets: list[Target] = []
 
         def start(fault: str) -> Target:
-            targets.append(_connect(launch([SLEEPER], env={"SUPERVISOR_FAULTS": fault})))
+            targets.append(_connect(launch([SLEEPER], broken=(fault,))))
             return targets[-1]
 
         yield start

@@ -93,7 +93,7 @@ def test_loose_generated_token_file_is_tightened_to_0600(supervisor_factory, tmp
 
 
 def test_token_comparison_is_constant_time(monkeypatch):
-    """Token.matches goes through hmac.compare_digest and rejects every near miss."""
+    """Token.allows goes through hmac.compare_digest and rejects every near miss and no token."""
     calls: list[tuple[bytes, bytes]] = []
     real = hmac.compare_digest
 
@@ -104,7 +104,7 @@ def test_token_comparison_is_constant_time(monkeypatch):
     monkeypatch.setattr(auth.hmac, "compare_digest", spy)
     value = secrets.token_urlsafe(32)
     token = Token(value, "env")
-    assert token.matches(value)
+    assert token.allows(value)
     assert calls == [(value.encode(), value.encode())]
     same_length = [
         value[:-1] + ("A" if value[-1] != "A" else "B"),
@@ -114,8 +114,9 @@ def test_token_comparison_is_constant_time(monkeypatch):
     other_length = ["", value[:-1], value + "x", value * 2, value[: len(value) // 2]]
     other = [value + "\x00", " " + value, value.encode().hex(), "ünïcødé" + value[7:]]
     for wrong in same_length + other_length + other:
-        assert not token.matches(wrong), wrong
+        assert not token.allows(wrong), wrong
     assert len(calls) == 1 + len(same_length + other_length + other)
+    assert not token.allows(None)
 
 
 def test_non_loopback_host_from_config_needs_an_explicit_token(supervisor_factory, tmp_path):

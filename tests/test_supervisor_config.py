@@ -77,7 +77,7 @@ def test_valid_config_fills_defaults(tmp_path):
 def test_example_config_is_valid():
     """supervisor.example.toml, the documented starting point, loads."""
     cfg = load(REPO / "supervisor.example.toml")
-    assert cfg.program_names() == ["worker"]
+    assert [p.name for p in cfg.programs] == ["worker"]
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.statedb import LATEST, StateDB
-from tests.conftest import FIXTURES, REPO, demo_program, wait_for
+from supervisor.migrations import LATEST
+from supervisor.statedb import StateDB
+from tests.conftest import FIXTURES, REPO, demo_program
 
 LEGACY = ["legacy_v0.db", "legacy_v0_processes_only.db"]
 _BAD_LINE = re.compile(r"\b(WARNING|ERROR|CRITICAL)\b|Traceback|Failed to initialize database")
@@ -38,6 +39,44 @@ def _db_problems(log: str) -> list[str]:
     return [line for line in log.splitlines() if _BAD_LINE.search(line)]
 
 
+def _columns(path: Path, table: str) -> list[str]:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
+    finally:
+        conn.close()
+
+
+def _legacy_rows(path: Path) -> dict[str, list[tuple]]:
+    return {
+        t: _rows(path, t, "id, name" if t == "processes" else "id, kind, detail")
+        for t in _tables(path)
+    }
+
+
+def _migration_problems(db: Path, before: dict[str, list[tuple]]) -> list[str]:
+    """What is wrong with a legacy DB a supervisor has opened; [] when it was migrated well."""
+    problems = []
+    for table, rows in before.items():
+        columns = "id, name" if table == "processes" else "id, kind, detail"
+        if _rows(db, table, columns)[: len(rows)] != rows:
+            problems.append(f"{table}: legacy rows changed")
+        if "created_at" not in _columns(db, table):
+            problems.append(f"{table}: no created_at column")
+        elif not all(created for _, created in _rows(db, table, "id, created_at")):
+            problems.append(f"{table}: rows without created_at")
+    if _tables(db) != {"processes", "events"}:
+        problems.append(f"tables {sorted(_tables(db))}")
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+    finally:
+        conn.close()
+    if version != LATEST:
+        problems.append(f"user_version {version}, want {LATEST}")
+    return problems
+
+
 def test_legacy_fixtures_are_v0():
     """The checked-in fixtures hold the v0 schema: user_version 0, no created_at, rows in each."""
     for name in LEGACY:
@@ -61,25 +100,11 @@ def test_legacy_db_opens_without_warning_and_keeps_every_row(supervisor_factory,
     source = FIXTURES / fixture
     db = tmp_path / "legacy.db"
     shutil.copyfile(source, db)
-    before = {
-        t: _rows(source, t, "id, name" if t == "processes" else "id, kind, detail")
-        for t in _tables(source)
-    }
+    before = _legacy_rows(source)
     sup = supervisor_factory([demo_program()], db=db)
     sup.wait_workload(4)
 
-    for table, rows in before.items():
-        columns = "id, name" if table == "processes" else "id, kind, detail"
-        after = _rows(db, table, columns)
-        assert after[: len(rows)] == rows, f"{table}: legacy rows changed"
-        assert not _rows(db, table, "id, created_at").count(None)
-        assert all(created for _, created in _rows(db, table, "id, created_at"))
-    assert _tables(db) == {"processes", "events"}
-    conn = sqlite3.connect(db)
-    try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == LATEST
-    finally:
-        conn.close()
+    assert _migration_problems(db, before) == []
     # the two "worker" rows stay; the supervisor carries on in the newest one
     workers = [r for r in _rows(db, "processes", "id, name, status") if r[1] == "worker"]
     assert [r[0] for r in workers] == [1, 2]
@@ -89,20 +114,21 @@ def test_legacy_db_opens_without_warning_and_keeps_every_row(supervisor_factory,
 
 
 def test_legacy_migration_failure_would_be_caught(supervisor_factory, tmp_path):
-    """The no-warning check fails against the old build's bug (injected fault)."""
+    """Against the old build's migration bug the migration checks fail: v0 schema, no created_at."""
     db = tmp_path / "legacy.db"
     shutil.copyfile(FIXTURES / "legacy_v0.db", db)
+    before = _legacy_rows(db)
     sup = supervisor_factory(
-        [demo_program()],
-        db=db,
-        env={"SUPERVISOR_FAULTS": "legacy_migration_error"},
-        wait_healthy=False,
+        [demo_program()], db=db, broken=("legacy_migration_error",), wait_healthy=False
     )
-    wait_for(
-        lambda: any("Failed to initialize database" in p for p in _db_problems(sup.log())),
-        20,
-        "the old build's migration error in the log",
-    )
+    # an unmigrated DB lacks the columns the start needs: the start fails (exit 1)
+    assert sup.wait_exit(timeout=20) == 1, sup.log()
+    assert _migration_problems(db, before) == [
+        "processes: no created_at column",
+        "events: no created_at column",
+        "user_version 0, want 2",
+    ]
+    assert sup.workload() == []
 
 
 def test_two_processes_migrating_one_legacy_db_keep_every_row(tmp_path):
@@ -131,14 +157,15 @@ def test_state_db_reopen_is_a_no_op(tmp_path):
     db = tmp_path / "state.db"
     first = StateDB(db)
     pid = first.process_id("worker")
-    first.add_event(pid, "note", "hello")
+    first.record_state(pid, "stopped", "note", "hello")
     first.close()
     second = StateDB(db)
     try:
         assert second.process_id("worker") == pid
-        assert second.counts() == {"processes": 1, "events": 1}
+        assert [(e["program"], e["kind"]) for e in second.events(10)] == [("worker", "note")]
     finally:
         second.close()
+    assert (len(_rows(db, "processes")), len(_rows(db, "events"))) == (1, 1)
 
 
 def _write_text(path: Path) -> None:

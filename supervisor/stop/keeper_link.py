@@ -1,4 +1,8 @@
-"""The supervisor's end of the keeper: start it, watch it, and let it go."""
+"""The supervisor's end of the keeper: start it, watch it, and let it go.
+
+``Keeper`` is what the process manager needs of it; the manager takes a factory
+``instance -> Keeper`` (``KeeperLink`` by default), so a test can hand it another.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,20 @@ import logging
 import os
 import subprocess
 import sys
+from typing import Protocol
 
 log = logging.getLogger("supervisor.stop.keeper")
+
+
+class Keeper(Protocol):
+    @property
+    def pid(self) -> int | None: ...
+
+    def start(self) -> None: ...
+
+    def check(self) -> None: ...
+
+    def close(self, timeout: float = 2.0) -> None: ...
 
 
 class KeeperLink:
@@ -42,7 +58,8 @@ class KeeperLink:
         """Close our end: the keeper sweeps (finding nothing after a clean stop) and exits."""
         if self._popen is None:
             return
-        self._popen.stdin.close()
+        if self._popen.stdin is not None:
+            self._popen.stdin.close()
         try:
             self._popen.wait(timeout=timeout)
         except subprocess.TimeoutExpired:

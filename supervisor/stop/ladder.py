@@ -10,6 +10,9 @@
 Membership comes from a caller-supplied ``find_members`` so the ladder knows
 nothing of programs: it only signals pids it was handed, through pidfds checked
 against the start time it was given, and never the supervisor's own group.
+
+``Stopper`` is the shape of ``terminate``: the process manager takes one as an
+argument, so a test can hand it a faulty ladder.
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from supervisor.stop import proc as _linux
+from supervisor.stop import proc
 
 log = logging.getLogger("supervisor.stop.ladder")
 
@@ -31,36 +35,46 @@ RESCAN_INTERVAL_S = 0.05
 
 @dataclass
 class LadderResult:
-    signalled: set[int] = field(default_factory=set)
-    sigkilled: set[int] = field(default_factory=set)
-    survivors: list[int] = field(default_factory=list)
-    escalated: bool = False
-    duration_ms: float = 0.0
+    signalled: set[int] = field(default_factory=set)  # every pid a signal reached
+    survivors: list[int] = field(default_factory=list)  # alive when the ladder gave up
 
 
-FindMembers = Callable[[], list[_linux.ProcInfo]]
+FindMembers = Callable[[], list[proc.ProcInfo]]
+
+
+class Stopper(Protocol):
+    """Stops a program's whole tree: ``terminate`` below, or a faulty one in a test."""
+
+    def __call__(
+        self,
+        find_members: FindMembers,
+        leader: proc.ProcInfo | None,
+        stop_signal: int,
+        stop_timeout: float,
+        *,
+        members: list[proc.ProcInfo] | None = None,
+    ) -> LadderResult: ...
 
 
 class _Tracker:
     """pidfds of the members signalled so far; knows which are still alive."""
 
     def __init__(self) -> None:
-        self.handles: dict[tuple[int, int], _linux.PidHandle] = {}
+        self.handles: dict[tuple[int, int], proc.PidHandle] = {}
 
-    def signal(self, members: list[_linux.ProcInfo], sig: int, result: LadderResult) -> None:
+    def signal(self, members: list[proc.ProcInfo], sig: int, result: LadderResult) -> None:
         for info in members:
             if info.zombie:
                 continue
             key = (info.pid, info.start_ticks)
             handle = self.handles.get(key)
             if handle is None:
-                handle = _linux.PidHandle.open(info.pid, info.start_ticks)
+                handle = proc.PidHandle.open(info.pid, info.start_ticks)
                 if handle is None:
                     continue
                 self.handles[key] = handle
             if sig == signal.SIGKILL:
                 handle.send(signal.SIGSTOP)
-                result.sigkilled.add(info.pid)
             if handle.send(sig):
                 result.signalled.add(info.pid)
 
@@ -87,27 +101,23 @@ class _Tracker:
 
 def terminate(
     find_members: FindMembers,
-    pgid: int | None,
+    leader: proc.ProcInfo | None,
     stop_signal: int,
     stop_timeout: float,
     *,
-    members: list[_linux.ProcInfo] | None = None,
-    leader_only: _linux.ProcInfo | None = None,
+    members: list[proc.ProcInfo] | None = None,
 ) -> LadderResult:
-    """Stop every member; return what was done. ``leader_only`` is the injected fault."""
-    started = time.monotonic()
+    """Stop the leader's group and every member ``find_members`` finds; say who survived.
+
+    ``members``, when given, are signalled at once instead of waiting for a first scan.
+    """
     result = LadderResult()
     tracker = _Tracker()
+    pgid = leader.pgid if leader else None
     try:
-        if leader_only is not None:
-            tracker.signal([leader_only], stop_signal, result)
-            if not tracker.wait_all(stop_timeout):
-                tracker.signal([leader_only], signal.SIGKILL, result)
-                tracker.wait_all(KILL_PHASE_LIMIT_S)
-            return result
         if pgid:
-            _linux.safe_killpg(pgid, stop_signal)
-        deadline = started + stop_timeout
+            proc.safe_killpg(pgid, stop_signal)
+        deadline = time.monotonic() + stop_timeout
         if members is None:
             members = find_members()
         tracker.signal(members, stop_signal, result)
@@ -123,14 +133,13 @@ def terminate(
                 tracker.signal(newcomers, stop_signal, result)
         kill_end = time.monotonic() + KILL_PHASE_LIMIT_S
         while members and time.monotonic() < kill_end:
-            result.escalated = True
             log.warning(
                 "event=ladder_escalate pids=%s after stop_timeout=%.1fs",
                 sorted(m.pid for m in members),
                 stop_timeout,
             )
             if pgid:
-                _linux.safe_killpg(pgid, signal.SIGKILL)
+                proc.safe_killpg(pgid, signal.SIGKILL)
             tracker.signal(members, signal.SIGKILL, result)
             tracker.wait_all(0.2)
             members = [m for m in find_members() if not m.zombie]
@@ -138,4 +147,3 @@ def terminate(
         return result
     finally:
         tracker.close()
-        result.duration_ms = (time.monotonic() - started) * 1000

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 
@@ -69,7 +70,7 @@ def scan() -> dict[int, ProcInfo]:
     return procs
 
 
-def children_map(procs: dict[int, ProcInfo]) -> dict[int, list[int]]:
+def children_map(procs: Mapping[int, ProcInfo]) -> dict[int, list[int]]:
     """ppid -> child pids, from one scan."""
     children: dict[int, list[int]] = {}
     for p in procs.values():
@@ -77,7 +78,7 @@ def children_map(procs: dict[int, ProcInfo]) -> dict[int, list[int]]:
     return children
 
 
-def descendants(procs: dict[int, ProcInfo], root: int) -> list[ProcInfo]:
+def descendants(procs: Mapping[int, ProcInfo], root: int) -> list[ProcInfo]:
     children = children_map(procs)
     out: list[ProcInfo] = []
     stack = list(children.get(root, ()))

@@ -14,25 +14,24 @@ import signal
 
 from supervisor.statedb import StateDB
 from supervisor.states import State
-from supervisor.stop import proc as _linux
-from supervisor.stop import sweep
+from supervisor.stop import proc, sweep
 
 log = logging.getLogger("supervisor.process")
 
 
 def _kill_recorded(pid: int | None, create_time: float | None) -> int:
-    info = _linux.read_stat(pid) if pid else None
+    info = proc.read_stat(pid) if pid else None
     if info is None or info.zombie or create_time is None:
         return 0
     if abs(info.create_time - create_time) >= 0.02:
         return 0  # the pid was reused by an unrelated process
-    return 1 if _linux.signal_checked(info, signal.SIGKILL) else 0
+    return 1 if proc.signal_checked(info, signal.SIGKILL) else 0
 
 
 def reconcile(db: StateDB) -> None:
     for rec in db.live_records():
         killed = 0
-        if rec["boot_id"] == _linux.boot_id() and rec["instance"]:
+        if rec["boot_id"] == proc.boot_id() and rec["instance"]:
             killed = sweep.sweep(rec["instance"].encode(), exclude={os.getpid()})
             killed += _kill_recorded(rec["pid"], rec["create_time"])
         detail = (

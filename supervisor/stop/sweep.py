@@ -9,18 +9,18 @@ from __future__ import annotations
 import signal
 import time
 
-from supervisor.stop import proc as _linux
+from supervisor.stop import proc
 
 MARKER_KEY = b"SUPERVISOR_INSTANCE"
 SWEEP_DEADLINE_S = 1.5
 
 
-def find_marked(instance: bytes, exclude: set[int]) -> list[_linux.ProcInfo]:
+def find_marked(instance: bytes, exclude: set[int]) -> list[proc.ProcInfo]:
     found = []
-    for info in _linux.scan().values():
+    for info in proc.scan().values():
         if info.pid in exclude or info.zombie:
             continue
-        if _linux.read_environ(info.pid).get(MARKER_KEY) == instance:
+        if proc.read_environ(info.pid).get(MARKER_KEY) == instance:
             found.append(info)
     return found
 
@@ -39,7 +39,7 @@ def sweep(instance: bytes, exclude: set[int], deadline_s: float = SWEEP_DEADLINE
         quiet_scans = 0
         for info in marked:
             # stop first so nothing forks between our scan and the kill
-            if _linux.signal_checked(info, signal.SIGSTOP, signal.SIGKILL):
+            if proc.signal_checked(info, signal.SIGSTOP, signal.SIGKILL):
                 killed.add(info.pid)
         time.sleep(0.005)
     return len(killed)

@@ -12,19 +12,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from supervisor.stop import proc as _linux
+from supervisor.stop import proc
 
 
 def program_members(
-    procs: Mapping[int, _linux.ProcInfo],
+    procs: Mapping[int, proc.ProcInfo],
     supervisor_pid: int,
     *,
     sid: int | None,
     marker: Mapping[str, str],
     skip: set[int],
-) -> list[_linux.ProcInfo]:
+) -> list[proc.ProcInfo]:
     """Live (non-zombie) members, from one scan of /proc."""
-    children = _linux.children_map(procs)
+    children = proc.children_map(procs)
     wanted = {k.encode(): v.encode() for k, v in marker.items()}
     roots = []
     for pid in children.get(supervisor_pid, ()):
@@ -34,7 +34,7 @@ def program_members(
         if sid is not None and (info.sid == sid or info.pgid == sid):
             roots.append(pid)
             continue
-        env = _linux.read_environ(pid)
+        env = proc.read_environ(pid)
         if all(env.get(k) == v for k, v in wanted.items()):
             roots.append(pid)
     out, stack = [], roots
