@@ -1,7 +1,9 @@
-"""``python -m flows run | verify | trends | publish | serve | nightly``.
+"""``python -m flows run | verify | trends | publish | synth | nightly | serve | drills``.
 
 Each sub-command's handler lives beside the code it drives and is imported only
 when that command runs, so ``verify`` works without Prefect or pandas loaded.
+Every handler follows one exit-code rule, written in ``--help`` (:data:`EXIT_CODES`).
+Drill ids and their help text come from :mod:`flows.registry`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,19 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from flows import registry
+from flows.errors import FlowsError
+
 DEFAULT_ROOT = "pilot_artifacts"
+
+EXIT_CODES = """exit codes (every command):
+    0  ok: every drill passed, the evidence verifies, the site was built
+    1  a failed verdict or broken evidence: a drill failed or errored, a run
+       does not verify, the site's strict build failed
+    2  usage or environment errors: bad arguments, an unknown drill id, a
+       missing config, an evidence root that cannot be read or written, no
+       runs to report
+  130  interrupted (Ctrl-C)"""
 
 # command -> (module, handler); each handler takes the parsed args, returns an exit code.
 _HANDLERS = {
@@ -23,13 +37,38 @@ _HANDLERS = {
     "synth": ("flows.evidence.synthetic", "cmd_synth"),
     "nightly": ("flows.pipeline.nightly", "cmd_nightly"),
     "serve": ("flows.pipeline.deploy", "cmd_serve"),
+    "drills": ("flows.cli", "cmd_drills"),
 }
+
+
+def _add_drill_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--drill",
+        action="append",
+        metavar="ID",
+        dest="drills",
+        choices=registry.DRILL_IDS,
+        help="run only this drill; repeat for several (default: all). "
+        f"One of: {', '.join(registry.DRILL_IDS)}",
+    )
+
+
+def cmd_drills(args: argparse.Namespace) -> int:
+    """``python -m flows drills``: every drill's id, title, key metric and unit."""
+    rows = [("id", "title", "key metric", "unit")]
+    rows += [(d.id, d.title, d.metric, d.unit) for d in registry.DRILLS]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m flows",
         description="Chaos drills against the process supervisor, with verifiable evidence.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -47,13 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="write into exactly this folder instead of a new one under ROOT",
     )
-    run.add_argument(
-        "--drill",
-        action="append",
-        metavar="ID",
-        dest="drills",
-        help="run only this drill; repeat for several (default: all)",
-    )
+    _add_drill_option(run)
     run.add_argument(
         "--config",
         metavar="FILE",
@@ -94,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     nightly = sub.add_parser("nightly", help="run the nightly-drills Prefect flow once, locally")
     nightly.add_argument("--artifacts", default=DEFAULT_ROOT, metavar="ROOT")
-    nightly.add_argument("--drill", action="append", metavar="ID", dest="drills")
+    _add_drill_option(nightly)
     nightly.add_argument("--config", metavar="FILE")
     nightly.add_argument("--no-publish", action="store_true", help="skip trends and site")
     nightly.add_argument(
@@ -132,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="the deployment's supervisor config (default: the demo worker)",
     )
+    sub.add_parser("drills", help="list the drills: id, title, key metric and unit")
     return parser
 
 
@@ -148,6 +182,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = getattr(importlib.import_module(module_name), handler_name)
     try:
         return int(handler(args) or 0)
+    except FlowsError as exc:  # a handler reports what it expects; anything else is environment
+        print(f"flows {args.command}: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -1,9 +1,9 @@
 """The ``nightly-drills`` flow end to end under a Prefect test server, and ``make drill``.
 
 The flow runs in this process (``prefect_test_harness``, started once), so a test
-may swap the drill options for ones with supervisor faults: that is how a drill
-is made to FAIL against a really broken supervisor without a public fault
-parameter on the flow.
+may swap the drill options for ones that start a broken supervisor
+(``tests/broken_supervisor.py``): that is how a drill is made to FAIL against a
+really broken supervisor without a public fault parameter on the flow.
 """
 
 from __future__ import annotations
@@ -25,10 +25,12 @@ from prefect.settings import PREFECT_API_URL
 from prefect.testing.utilities import prefect_test_harness
 
 import flows.pipeline.nightly as nightly
+import flows.runner as runner
 from flows.drills import DrillOptions
 from flows.drills.harness import marked_processes
 from flows.evidence import verify
 from flows.pipeline.nightly import nightly_drills
+from tests import broken_supervisor
 
 REPO = Path(__file__).resolve().parent.parent
 KEYS = {"drill-results", "drill-evidence", "drill-site"}
@@ -101,9 +103,8 @@ def test_failing_drill_fails_the_run_after_keeping_every_drills_evidence(
 ) -> None:
     """A supervisor whose kill answers 500: api_kill FAILs, bad_input still passes and is
     recorded, the site is built, the artifacts name the FAIL line, and the run is Failed."""
-    monkeypatch.setattr(
-        nightly, "_options", lambda config: DrillOptions(config=None, faults=("kill_500",))
-    )
+    broken = DrillOptions(supervisor_command=tuple(broken_supervisor.command("kill_500")))
+    monkeypatch.setattr(nightly, "_options", lambda config: broken)
     root, site = tmp_path / "art", tmp_path / "site"
     state = nightly_drills(
         drills=["api_kill", "bad_input"], artifacts_root=str(root), site_dir=str(site),
@@ -131,14 +132,14 @@ def test_task_that_raises_is_recorded_as_error_and_the_others_still_run(
 ) -> None:
     """If a drill's task itself crashes, its entry is ``error`` with a FAIL line, the
     next drill runs, and the run is sealed and Failed."""
-    real = nightly.run_drill
+    real = runner.run_drill
 
     def crashing(drill_id: str, log_path: Path, options: DrillOptions) -> Any:
         if drill_id == "api_kill":
             raise RuntimeError("harness exploded")
         return real(drill_id, log_path, options)
 
-    monkeypatch.setattr(nightly, "run_drill", crashing)
+    monkeypatch.setattr(runner, "run_drill", crashing)
     state = nightly_drills(
         drills=["api_kill", "bad_input"], artifacts_root=str(tmp_path / "art"), publish=False,
         return_state=True,
@@ -162,7 +163,8 @@ def test_drill_over_its_timeout_is_an_error_and_leaves_no_process(
     prefect_api: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A drill that outlives the task timeout is stopped, cleaned up and recorded as error."""
-    before = {p.pid for p in marked_processes(lambda v: True)}
+    mine = f"{os.getpid()}-"  # the flow runs in this process, so its drills carry our pid
+    assert not marked_processes(lambda v: v.startswith(mine))
     monkeypatch.setattr(nightly, "DRILL_TIMEOUT_S", 0.5)  # the supervisor alone needs ~1 s
     state = nightly_drills(
         drills=["api_kill"], artifacts_root=str(tmp_path / "art"), publish=False,
@@ -175,7 +177,7 @@ def test_drill_over_its_timeout_is_an_error_and_leaves_no_process(
     assert drill["summary"].startswith("FAIL: ")
     log = (run_dir / "drill_api_kill.log").read_text()
     assert sum(" FAIL: " in line for line in log.splitlines()) == 1
-    assert {p.pid for p in marked_processes(lambda v: True)} <= before
+    assert not marked_processes(lambda v: v.startswith(mine))
 
 
 def _cli(*args: str, env: dict[str, str], timeout: float = 240) -> subprocess.CompletedProcess:

@@ -216,3 +216,43 @@ def test_cli_publish_no_build_writes_markdown_only(tmp_path, monkeypatch):
     assert (docs / "generated" / "home.md").is_file()
     assert len(list((docs / "generated" / "runs").glob("*/index.md"))) == 3
     assert not (tmp_path / "site").exists()
+
+
+def test_the_nav_lists_every_drill_of_the_registry(built):
+    """The built nav links each registry drill's page, and mkdocs.yml's own copy agrees."""
+    import yaml
+
+    from flows import registry
+    from flows.site._paths import CONFIG
+
+    home = built["index"].read_text(encoding="utf-8")
+    nav = home.split('class="md-content"')[0]
+    for drill_id in registry.DRILL_IDS:
+        assert f"generated/drills/{drill_id}/" in nav
+    config = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
+    (drills,) = [e["Drills"] for e in config["nav"] if isinstance(e, dict) and "Drills" in e]
+    assert drills == [f"generated/drills/{d}.md" for d in registry.DRILL_IDS]
+
+
+def test_cli_publish_exits_1_when_a_run_does_not_verify(tmp_path, monkeypatch, capsys):
+    """Broken evidence is exit 1 even though the pages are written; the message names the run."""
+    root = tmp_path / "artifacts"
+    write_synthetic_runs(root, 3, seed=4)
+    victim = next(
+        run
+        for run in sorted(root.glob("chaos-drill-*"))
+        if (run / "manifest.json").is_file() and (run / "drill_bad_input.log").is_file()
+    )
+    (victim / "drill_bad_input.log").write_text("PASS: trust me\n")
+    from flows.site import _publish
+
+    monkeypatch.setattr(_publish, "DOCS", tmp_path / "docs")
+
+    class Args:
+        artifacts = str(root)
+        site_dir = str(tmp_path / "site")
+        no_build = True
+
+    assert cmd_publish(Args()) == 1
+    assert (tmp_path / "docs" / "generated" / "runs" / victim.name / "index.md").is_file()
+    assert f"1 run(s) do not verify ({victim.name})" in capsys.readouterr().err

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from flows.evidence.synthetic import write_synthetic_runs
+from flows.trends import formatting as fmt
 from flows.trends import maths as trends
-from flows.trends.history import cmd_trends, load_history, trends_table
+from flows.trends.history import cmd_trends, format_table, load_history, trends_table
+
+REPO = Path(__file__).resolve().parent.parent
 
 DAY0 = pd.Timestamp("2026-01-01 02:00", tz="UTC")
 
@@ -232,24 +237,73 @@ def test_results_and_metrics_reach_the_frame(tmp_path):
     )
 
 
+class Args:
+    def __init__(self, root: Path) -> None:
+        self.artifacts = str(root)
+
+
 def test_trends_table_and_cli(synthetic_root, capsys):
-    """``python -m flows trends`` prints one line per drill and names the flagged runs."""
-    table = trends_table(load_history(synthetic_root))
+    """``python -m flows trends`` prints one line per drill and names the incomplete run."""
+    history = load_history(synthetic_root)
+    table = trends_table(history)
     assert set(trends.EXPECTED_DRILLS) <= set(table.index)
+    (incomplete,) = history.runs.loc[history.runs["status"].eq("incomplete"), "run_id"]
 
-    class Args:
-        artifacts = str(synthetic_root)
-
-    assert cmd_trends(Args()) == 0
+    assert cmd_trends(Args(synthetic_root)) == 0
     out = capsys.readouterr().out
+    rows = {line.split()[0]: line for line in out.splitlines() if line.strip()}
     for drill in trends.EXPECTED_DRILLS:
-        assert drill in out
-    assert "flagged" in out and "incomplete" in out
+        assert drill in rows, out
+    assert f"24 run(s) under {synthetic_root}, 1 incomplete, 1 not verified" in out
+    assert f"  flagged {incomplete}: status incomplete" in out
+
+
+def test_trends_cli_exits_1_and_names_a_tampered_run(tmp_path, capsys):
+    """Broken evidence is exit 1 (the table is still printed), naming the changed file."""
+    write_synthetic_runs(tmp_path, 4, seed=3)
+    victim = sorted(tmp_path.glob("chaos-drill-*"))[0]
+    log = victim / "drill_sigterm.log"
+    log.write_text(log.read_text().replace("PASS", "PASS!", 1))
+    assert cmd_trends(Args(tmp_path)) == 1
+    out = capsys.readouterr().out
+    flagged = [line for line in out.splitlines() if line.startswith(f"  flagged {victim.name}:")]
+    assert flagged and "drill_sigterm.log" in flagged[0], out
+
+
+def test_importing_the_trend_maths_loads_no_drill_code():
+    """``flows.trends.maths`` takes the drills from the registry, not from the harness."""
+    code = (
+        "import flows.trends.maths, sys; "
+        "assert 'flows.drills.harness' not in sys.modules and 'psutil' not in sys.modules, "
+        "sorted(m for m in sys.modules if m.startswith(('flows', 'psutil')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_terminal_and_site_share_the_words_for_rates_ages_and_streaks():
+    """One formatting: a 47 h age reads in hours, 49 h in days; NaN and NaT read as none."""
+    assert fmt.rate(5 / 7) == "71%" and fmt.rate(float("nan")) == "—"
+    assert fmt.age(pd.Timedelta(hours=47)) == "47 h ago"
+    assert fmt.age(pd.Timedelta(hours=49)) == "2 days ago"
+    assert fmt.age(pd.NaT) == "never"
+    assert fmt.is_fresh(pd.Timedelta(hours=36)) and not fmt.is_fresh(pd.Timedelta(hours=37))
+    assert fmt.streak(3.0, False) == "3 × not pass" and fmt.streak(float("nan"), True) == "—"
+    now = pd.Timestamp("2026-03-02 01:30", tz="UTC")
+    assert fmt.last_night(now) == pd.Timestamp("2026-03-01", tz="UTC")
+    table = format_table(trends_table_of_one_stale_pass(now))
+    assert table.loc["api_kill", "fresh"] == fmt.age(pd.Timedelta(hours=49))
+    assert table.loc["api_kill", "pass all"] == "100%"
+
+
+def trends_table_of_one_stale_pass(now: pd.Timestamp) -> pd.DataFrame:
+    frame = drills_frame([(0, "api_kill", "pass")])
+    return trends.drill_summary(runs_frame(frame), frame, DAY0 + pd.Timedelta(hours=49))
 
 
 def test_trends_cli_on_an_empty_root_says_what_to_do(tmp_path, capsys):
-    class Args:
-        artifacts = str(tmp_path / "nothing")
-
-    assert cmd_trends(Args()) == 2
+    """No run folder is exit 2 with the commands that make one."""
+    assert cmd_trends(Args(tmp_path / "nothing")) == 2
     assert "python -m flows synth" in capsys.readouterr().err

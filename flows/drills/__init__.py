@@ -1,9 +1,10 @@
-"""The seven drills and the function that runs one.
+"""The drill functions, keyed by the ids of :mod:`flows.registry`, and the function that runs one.
 
 Each drill is a plain function ``run(ctx) -> (passed, message)`` in a module of
 its own name; :func:`run_drill` gives it a log and a real supervisor, turns its
 outcome into a :class:`DrillResult`, and always cleans up. Prefect wraps these
-functions but they never need it.
+functions but they never need it. Ids, titles and key metrics live in the
+registry; this module only adds the code.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from flows import registry
 from flows.drills import (
     api_kill,
     bad_input,
@@ -28,7 +30,8 @@ from flows.drills import (
 )
 from flows.drills._log import DrillLog
 from flows.drills.harness import DrillContext, DrillOptions, kill_leftovers, runner_marker
-from flows.errors import DrillSetupError, UnknownDrillError
+from flows.errors import DrillSetupError, FlowsError
+from flows.registry import KEY_METRICS, check_ids
 
 __all__ = [
     "DRILLS",
@@ -54,17 +57,12 @@ DRILLS: dict[str, DrillFn] = {
     "bad_input": bad_input.run,
     "kill_under_load": kill_under_load.run,
 }
-DRILL_IDS: list[str] = list(DRILLS)
-
-KEY_METRICS: dict[str, str] = {
-    "sigterm": "supervisor_exit_ms",
-    "api_kill": "kill_round_trip_ms",
-    "sigkill": "tree_vanish_ms",
-    "crash_restart": "restart_delay_ms",
-    "legacy_db": "rows_kept",
-    "bad_input": "checks_passed",
-    "kill_under_load": "kill_p99_ms",
-}
+if tuple(DRILLS) != registry.DRILL_IDS:  # a drill added to one list and not the other
+    raise FlowsError(
+        f"flows.drills.DRILLS has {list(DRILLS)} but flows.registry lists "
+        f"{list(registry.DRILL_IDS)}; add or remove the drill in both, in the same order"
+    )
+DRILL_IDS: list[str] = list(registry.DRILL_IDS)
 
 
 @dataclass
@@ -80,28 +78,11 @@ class DrillResult:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    @property
-    def key_metric(self) -> Any:
-        return self.metrics.get(KEY_METRICS.get(self.id, ""))
-
-
-def check_ids(ids: list[str] | None) -> list[str]:
-    """The drills to run, in registry order; all when ``ids`` is empty."""
-    if not ids:
-        return list(DRILL_IDS)
-    unknown = [i for i in ids if i not in DRILLS]
-    if unknown:
-        raise UnknownDrillError(
-            f"unknown drill id(s) {', '.join(unknown)}; valid ids: {', '.join(DRILL_IDS)}"
-        )
-    return [i for i in DRILL_IDS if i in ids]
-
 
 def run_drill(drill_id: str, log_path: Path, options: DrillOptions | None = None) -> DrillResult:
     """Run one drill against a fresh supervisor; never leaves a process behind."""
-    fn = DRILLS.get(drill_id)
-    if fn is None:
-        check_ids([drill_id])
+    registry.info(drill_id)  # an unknown id raises UnknownDrillError naming the valid ones
+    fn = DRILLS[drill_id]
     options = options or DrillOptions()
     started_at = datetime.now(UTC).isoformat(timespec="milliseconds")
     started = time.monotonic()

@@ -22,16 +22,18 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 from prefect import serve
 from prefect.client.schemas.schedules import CronSchedule
-from prefect.deployments.runner import EntrypointType, RunnerDeployment
+from prefect.deployments.runner import RunnerDeployment
+from prefect.flows import Flow
 from prefect.schedules import Cron, Schedule
 from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+from prefect.types.entrypoint import EntrypointType
 
 from flows.errors import FlowsError
 from flows.pipeline.nightly import nightly_drills
@@ -107,14 +109,19 @@ def nightly_deployment(
     name: str = DEPLOYMENT_NAME,
 ) -> RunnerDeployment:
     """Deployment ``nightly`` of ``nightly-drills``, ready for :func:`prefect.serve`."""
-    return nightly_drills.to_deployment(
-        name=name,
-        schedule=nightly_schedule(cron, timezone),
-        concurrency_limit=1,
-        parameters=_parameters(artifacts_root, site_dir, config, publish=True),
-        tags=TAGS,
-        description=DESCRIPTION,
-        entrypoint_type=EntrypointType.MODULE_PATH,
+    # Prefect's sync_compatible methods are typed "value or coroutine"; called from
+    # synchronous code, as here, they return the value.
+    return cast(
+        RunnerDeployment,
+        nightly_drills.to_deployment(
+            name=name,
+            schedule=nightly_schedule(cron, timezone),
+            concurrency_limit=1,
+            parameters=_parameters(artifacts_root, site_dir, config, publish=True),
+            tags=TAGS,
+            description=DESCRIPTION,
+            entrypoint_type=EntrypointType.MODULE_PATH,
+        ),
     )
 
 
@@ -138,11 +145,15 @@ def deploy_to_pool(
     Run it on the host whose worker serves ``work_queue``: the flow is loaded from
     that host's checkout, and that worker's runs drill that host's supervisor.
     """
-    flow = nightly_drills.from_source(
-        source=str(Path(source_dir).resolve()),
-        entrypoint="flows/pipeline/nightly.py:nightly_drills",
+    # sync_compatible, called from synchronous code: values, not coroutines (see above)
+    flow = cast(
+        Flow[..., Any],
+        nightly_drills.from_source(
+            source=str(Path(source_dir).resolve()),
+            entrypoint="flows/pipeline/nightly.py:nightly_drills",
+        ),
     )
-    return flow.deploy(
+    deployment_id = flow.deploy(
         name=name,
         work_pool_name=work_pool,
         work_queue_name=work_queue,
@@ -156,6 +167,7 @@ def deploy_to_pool(
         print_next_steps=False,
         ignore_warnings=True,  # the "use .serve for local development" hint
     )
+    return cast(UUID, deployment_id)
 
 
 def _die_with_parent_fn() -> Callable[[], None] | None:
@@ -257,14 +269,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     try:
         if args.config and not Path(args.config).is_file():
-            raise DeployError(f"--config {args.config}: no such file")
+            raise DeployError(
+                f"--config {args.config}: no such file; pass a supervisor TOML config"
+            )
+        schedule = nightly_schedule(args.cron, args.timezone)
         deployment = nightly_deployment(
             args.cron, args.timezone, args.artifacts, args.site_dir, args.config
         )
     except DeployError as exc:
         print(f"flows serve: {exc}", file=sys.stderr)
         return 2
-    schedule = deployment.schedules[0].schedule
     print(f"deployment nightly-drills/{deployment.name}: cron {schedule.cron!r} "
           f"in {schedule.timezone}; artifacts_root {deployment.parameters['artifacts_root']}",
           flush=True)  # fmt: skip

@@ -31,13 +31,22 @@ from prefect.artifacts import (
     create_table_artifact,
 )
 from prefect.cache_policies import NO_CACHE
-from prefect.states import Completed, Failed, State
+from prefect.client.schemas.objects import State
+from prefect.states import Completed, Failed
 
-from flows.drills import DrillOptions, check_ids, kill_leftovers, run_drill
-from flows.drills._log import DrillLog
+from flows.drills import DrillOptions
 from flows.errors import FlowsError
 from flows.evidence import RunWriter, new_run_dir
-from flows.runner import key_metric, summary_table
+from flows.registry import check_ids
+from flows.runner import (
+    open_run,
+    prepare,
+    record_error,
+    run_loop,
+    run_one,
+    summary_rows,
+    summary_table,
+)
 
 __all__ = [
     "DRILL_TIMEOUT_S",
@@ -53,13 +62,26 @@ SITE_URL_ENV = "NIGHTLY_SITE_URL"  # e.g. https://evidence.example/ when the sit
 ARTIFACT_RESULTS = "drill-results"
 ARTIFACT_EVIDENCE = "drill-evidence"
 ARTIFACT_SITE = "drill-site"
-_REPO = Path(__file__).resolve().parents[2]
 
 
 @task(retries=0, cache_policy=NO_CACHE, persist_result=False)
-def drill_task(drill_id: str, log_path: str, config: str | None) -> dict[str, Any]:
-    """Run one drill against its own supervisor; the result dict of ``results.json``."""
-    return run_drill(drill_id, Path(log_path), _options(config)).to_dict()
+def drill_task(writer: RunWriter, drill_id: str, options: DrillOptions) -> dict[str, Any]:
+    """Run one drill against its own supervisor and record it (:func:`flows.runner.run_one`)."""
+    return run_one(writer, drill_id, options)
+
+
+def _drill_in_task(writer: RunWriter, drill_id: str, options: DrillOptions) -> dict[str, Any]:
+    """The loop's way to run one drill: in a task named after it; a task that does not
+    return (a crash, the timeout) is recorded as ``error``."""
+    one = drill_task.with_options(
+        name=drill_id, task_run_name=drill_id, timeout_seconds=DRILL_TIMEOUT_S
+    )
+    state = one(writer, drill_id, options, return_state=True)
+    if state.is_completed():
+        result: dict[str, Any] = state.result()
+        return result
+    message = f"error: the Prefect task ended {state.name}: {state.message or 'no message'}"
+    return record_error(writer, drill_id, message)
 
 
 @task(name="publish-site", retries=0, cache_policy=NO_CACHE, persist_result=False)
@@ -74,8 +96,10 @@ def publish_task(artifacts_root: str, site_dir: str) -> str:
             "or install the evidence-site module"
         ) from exc
     site = Path(site_dir)
-    if site.resolve() == (_REPO / "site").resolve():
-        return str(publish(Path(artifacts_root), site))  # the repo's docs/generated, as make site
+    if site.resolve() == (Path.cwd() / "site").resolve():
+        return str(
+            publish(Path(artifacts_root), site)
+        )  # the checkout's docs/generated, as make site
     # Elsewhere (tests, shared storage) the generated pages are scratch, so the
     # repository's docs/ is never rewritten by a build it does not serve.
     with tempfile.TemporaryDirectory(prefix="flows-nightly-docs-") as docs:
@@ -84,30 +108,6 @@ def publish_task(artifacts_root: str, site_dir: str) -> str:
 
 def _options(config: str | None) -> DrillOptions:
     return DrillOptions(config=Path(config) if config else None)
-
-
-def _task_error(drill_id: str, log_path: Path, state: State) -> dict[str, Any]:
-    """The ``error`` entry of a drill whose task did not return (crash, timeout)."""
-    message = f"error: the Prefect task ended {state.name}: {state.message or 'no message'}"
-    last = ""
-    if log_path.exists():
-        lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines()
-        last = lines[-1].split(" ", 1)[-1] if lines else ""
-    if last.startswith("FAIL: "):
-        summary = last  # run_drill already closed the log (an interrupt, a timeout)
-    else:
-        dlog = DrillLog(log_path)
-        summary = dlog.finish(False, message)
-        dlog.close()
-    return {
-        "id": drill_id,
-        "status": "error",
-        "started_at": None,
-        "duration_s": None,
-        "summary": summary,
-        "log": log_path.name,
-        "metrics": {},
-    }
 
 
 def run_page_link(site_index: Path, run_id: str) -> str:
@@ -119,21 +119,6 @@ def run_page_link(site_index: Path, run_id: str) -> str:
     if base:
         return base.rstrip("/") + "/" + page
     return (site_index.parent / page / "index.html").resolve().as_uri()
-
-
-def _table(results: dict[str, Any]) -> list[dict[str, str]]:
-    rows = []
-    for d in results["drills"]:
-        duration = d.get("duration_s")
-        rows.append(
-            {
-                "drill": d["id"],
-                "status": d["status"].upper(),
-                "duration": "-" if duration is None else f"{duration:.2f} s",
-                "key metric": key_metric(d),
-            }
-        )
-    return rows
 
 
 def _evidence_markdown(
@@ -171,7 +156,7 @@ def _artifacts(
 ) -> None:
     run_id = results["run_id"]
     create_table_artifact(
-        _table(results),
+        summary_rows(results),
         key=ARTIFACT_RESULTS,
         description=f"{run_id}: {results['verdict'].upper()}",
     )
@@ -196,6 +181,19 @@ def _artifacts(
         )
 
 
+def _publish(
+    publish: bool, artifacts_root: str, site_dir: str, run_id: str
+) -> tuple[str | None, str | None, str | None]:
+    """(site index, run page link, publish error); all None when ``publish`` is off."""
+    if not publish:
+        return None, None, None
+    state = publish_task(str(artifacts_root), str(site_dir), return_state=True)
+    if not state.is_completed():
+        return None, None, state.message or state.name
+    site_index: str = state.result()
+    return site_index, run_page_link(Path(site_index), run_id), None
+
+
 @flow(name=FLOW_NAME, retries=0, log_prints=False)
 def nightly_drills(
     drills: list[str] | None = None,
@@ -216,40 +214,15 @@ def nightly_drills(
     logger = get_run_logger()
     ids = check_ids(drills)
     options = _options(config)
-    if options.config is not None:
-        options.programs()  # an unreadable config fails here, before a run folder exists
-    kill_leftovers(logger.info)
+    prepare(options, logger.info)  # an unreadable config fails here, before a run folder exists
     run_dir = new_run_dir(Path(artifacts_root))
     command = f"prefect flow {FLOW_NAME} " + shlex.join(
         [f"drills={','.join(ids)}", f"artifacts_root={artifacts_root}", f"config={config}"]
     )
-    writer = RunWriter(run_dir, drills=ids, command=command, config=config)
-    logger.info("run %s: %d drill(s) into %s", writer.run_id, len(ids), run_dir)
+    writer = open_run(run_dir, ids, options, command)
+    results = run_loop(writer, ids, options, logger.info, one=_drill_in_task)
 
-    for drill_id in ids:
-        log_path = writer.log_path(drill_id)
-        one = drill_task.with_options(
-            name=drill_id, task_run_name=drill_id, timeout_seconds=DRILL_TIMEOUT_S
-        )
-        state = one(drill_id, str(log_path), config, return_state=True)
-        if state.is_completed():
-            result = state.result()
-        else:
-            result = _task_error(drill_id, log_path, state)
-        writer.record(result)
-        logger.info("drill %s: %s; %s", drill_id, result["status"], result["summary"])
-    results = writer.finalize()
-
-    site_index: str | None = None
-    publish_error: str | None = None
-    link: str | None = None
-    if publish:
-        pstate = publish_task(str(artifacts_root), str(site_dir), return_state=True)
-        if pstate.is_completed():
-            site_index = pstate.result()
-            link = run_page_link(Path(site_index), writer.run_id)
-        else:
-            publish_error = pstate.message or pstate.name
+    site_index, link, publish_error = _publish(publish, artifacts_root, site_dir, writer.run_id)
     _artifacts(results, run_dir, link, publish_error)
 
     outcome = {
@@ -269,12 +242,17 @@ def nightly_drills(
 
 
 def cmd_nightly(args: argparse.Namespace) -> int:
-    """``python -m flows nightly``: run the flow once, print the verdict table and paths."""
+    """``python -m flows nightly``: run the flow once, print the verdict table and paths.
+
+    Exit 0 every drill passed and the site built, 1 a drill did not pass or the
+    site did not build, 2 usage or environment errors (the flow then broke
+    before any drill ran).
+    """
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     try:
         check_ids(args.drills)
         if args.config and not Path(args.config).is_file():
-            raise FlowsError(f"--config {args.config}: no such file")
+            raise FlowsError(f"--config {args.config}: no such file; pass a supervisor TOML config")
     except FlowsError as exc:
         print(f"flows nightly: {exc}", file=sys.stderr)
         return 2
@@ -287,9 +265,9 @@ def cmd_nightly(args: argparse.Namespace) -> int:
         return_state=True,
     )
     outcome = state.result(raise_on_failure=False)
-    if not isinstance(outcome, dict):  # the flow broke before the drills: no evidence
+    if not isinstance(outcome, dict):  # it broke before the drills (config, disk): no evidence
         print(f"flows nightly: the flow ended {state.name}: {state.message}", file=sys.stderr)
-        return 1
+        return 2
     print()
     print(summary_table(outcome["results"]))
     print(f"\nverdict:    {outcome['verdict'].upper()}")

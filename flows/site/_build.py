@@ -1,4 +1,8 @@
-"""The ``mkdocs build --strict`` of a docs folder, and the raw run files linked into the result."""
+"""The ``mkdocs build --strict`` of a docs folder, and the raw run files linked into the result.
+
+The build uses a copy of the repository's ``mkdocs.yml`` whose paths point at
+the docs folder being built and whose Drills section lists the registry's drills.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from flows import registry
 from flows.errors import EvidenceError
 from flows.site._paths import CONFIG, GENERATED
 from flows.site._runs import link_or_copy
@@ -27,6 +32,9 @@ def _config(docs_dir: Path, site_dir: Path, where: Path) -> Path:
     config["exclude_docs"] = (config.get("exclude_docs") or "") + (
         f"/{GENERATED}/runs/*/*\n!/{GENERATED}/runs/*/index.md\n"
     )
+    for entry in config.get("nav", []):
+        if isinstance(entry, dict) and "Drills" in entry:
+            entry["Drills"] = [f"{GENERATED}/drills/{d}.md" for d in registry.DRILL_IDS]
     for ext in config.get("markdown_extensions", []):
         if isinstance(ext, dict) and "pymdownx.snippets" in ext:
             ext["pymdownx.snippets"]["base_path"] = [str(docs_dir.resolve())]

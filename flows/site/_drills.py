@@ -1,9 +1,13 @@
-"""One page per drill: its figures, metric chart, regressions and every execution."""
+"""One page per drill: its figures, metric chart, regressions and every execution.
+
+What the drill checks and which metric it reports come from :mod:`flows.registry`.
+"""
 
 from __future__ import annotations
 
 import pandas as pd
 
+from flows import registry
 from flows.site._html import (
     SEARCH_EXCLUDE,
     a,
@@ -12,45 +16,26 @@ from flows.site._html import (
     gaps_cell,
     h,
     html_table,
-    rate,
+    records,
     run_href,
     streak,
     tr,
 )
-from flows.trends import maths as trends
-
-_DESCRIPTIONS = {
-    "sigterm": "supervisor exits after SIGTERM and no workload process survives",
-    "api_kill": "`POST /process/kill` answers 200 with a valid body, the tree is gone, "
-    "the supervisor stays healthy",
-    "sigkill": "after SIGKILL no workload process survives 2 s; a restart on the same DB "
-    "comes up healthy and reconciles",
-    "crash_restart": "a worker killed from outside is restarted within its backoff, "
-    "with a new pid and an event",
-    "legacy_db": "the supervisor starts on a v0 DB, logs no DB error, keeps every row",
-    "bad_input": "every malformed or unauthorised request gets its documented 4xx; "
-    "the worker is untouched",
-    "kill_under_load": "concurrent kills under concurrent status polling all answer 200; "
-    "the tree is gone",
-}
+from flows.trends.formatting import rate
 
 
-def drill_page(
-    drill: str,
-    row: pd.Series,
-    drills: pd.DataFrame,
-    found: pd.DataFrame,
-    regressions: pd.DataFrame,
-) -> str:
-    """One drill's figures, chart, regressions and every execution (search skips it)."""
-    rows = drills[drills["drill"].eq(drill)].sort_values(["started_at", "run_id"])
-    metric = trends.KEY_METRICS.get(drill, "metric")
-    out = [
-        SEARCH_EXCLUDE + f"# Drill {drill}",
-        "",
-        f"Passes when {_DESCRIPTIONS.get(drill, 'its log ends with a PASS line')}. "
-        f"Log file `drill_{drill}.log`; key metric `{metric}`.",
-        "",
+def _intro(drill: str) -> str:
+    if drill not in registry.KEY_METRICS:  # an old run may hold a drill since removed
+        return f"Passes when its log ends with a PASS line. Log file `drill_{drill}.log`."
+    info = registry.info(drill)
+    return (
+        f"Passes when {info.passes_when}. "
+        f"Log file `{info.log_name}`; key metric `{info.metric}` ({info.unit})."
+    )
+
+
+def _figures(row: pd.Series) -> list[str]:
+    return [
         "| Latest | Pass 7 | Pass 30 | All time | Streak | Flips | Regressions "
         "| Last verified pass | Gaps |",
         "| --- | ---: | ---: | ---: | --- | ---: | ---: | --- | ---: |",
@@ -58,36 +43,28 @@ def drill_page(
         f"| {rate(row['pass_all'])} | {streak(row)} | {int(row['flips'])} "
         f"| {int(row['regressions'])} | {age(row['freshness'])} "
         f"| {gaps_cell(int(row['gaps']))} |",
-        "",
-        f"![{metric} per run](../charts/metric-{drill}.svg)",
-        "",
-        "## Regressions",
-        "",
     ]
+
+
+def _regressions(drill: str, regressions: pd.DataFrame) -> list[str]:
     mine = regressions[regressions["drill"].eq(drill)]
     if mine.empty:
-        out += ["None.", ""]
-    else:
-        out.append(
-            html_table(
-                ["Last pass", "First non-pass", "Status"],
-                [
-                    tr(
-                        [
-                            a(run_href(r.last_pass_run, "../../"), r.last_pass_run),
-                            a(run_href(r.first_fail_run, "../../"), r.first_fail_run),
-                            badge(r.status),
-                        ]
-                    )
-                    for r in mine.iloc[::-1].itertuples(index=False)
-                ],
-            )
+        return ["None.", ""]
+    rows = [
+        tr(
+            [
+                a(run_href(r.last_pass_run, "../../"), r.last_pass_run),
+                a(run_href(r.first_fail_run, "../../"), r.first_fail_run),
+                badge(r.status),
+            ]
         )
-    # Every execution, plus red rows for nights that have none of this drill.
-    has = set(rows["night"])
-    holes = found[
-        (found["kind"].eq("missing_night") | found["drill"].eq(drill)) & ~found["night"].isin(has)
+        for r in records(mine.iloc[::-1])
     ]
+    return [html_table(["Last pass", "First non-pass", "Status"], rows)]
+
+
+def _history_rows(drill: str, rows: pd.DataFrame, found: pd.DataFrame) -> list[str]:
+    """Every execution, plus red rows for nights that have none of this drill, newest first."""
     lines = [
         (
             r.started_at,
@@ -101,27 +78,45 @@ def drill_page(
                 ]
             ),
         )
-        for r in rows.itertuples(index=False)
+        for r in records(rows)
     ]
-    lines += [
-        (
-            g.night,
-            tr(
-                [
-                    f"{g.night:%Y-%m-%d}",
-                    badge("gap", "no run")
-                    if g.kind == "missing_night"
-                    else f"{a(run_href(g.run_id, '../../'), g.run_id)} {badge('gap', 'not run')}",
-                    "",
-                    "",
-                    "",
-                ]
-            ),
+    holes = found[
+        (found["kind"].eq("missing_night") | found["drill"].eq(drill))
+        & ~found["night"].isin(set(rows["night"]))
+    ]
+    for g in records(holes):
+        what = (
+            badge("gap", "no run")
+            if g.kind == "missing_night"
+            else f"{a(run_href(g.run_id, '../../'), g.run_id)} {badge('gap', 'not run')}"
         )
-        for g in holes.itertuples(index=False)
-    ]
+        lines.append((g.night, tr([f"{g.night:%Y-%m-%d}", what, "", "", ""])))
     lines.sort(key=lambda x: x[0], reverse=True)
-    out += [
+    return [text for _, text in lines]
+
+
+def drill_page(
+    drill: str,
+    row: pd.Series,
+    drills: pd.DataFrame,
+    found: pd.DataFrame,
+    regressions: pd.DataFrame,
+) -> str:
+    """One drill's figures, chart, regressions and every execution (search skips it)."""
+    rows = drills[drills["drill"].eq(drill)].sort_values(["started_at", "run_id"])
+    metric = registry.KEY_METRICS.get(drill, "metric")
+    out = [
+        SEARCH_EXCLUDE + f"# Drill {drill}",
+        "",
+        _intro(drill),
+        "",
+        *_figures(row),
+        "",
+        f"![{metric} per run](../charts/metric-{drill}.svg)",
+        "",
+        "## Regressions",
+        "",
+        *_regressions(drill, regressions),
         "## History",
         "",
         f"{len(rows)} execution(s), newest first; the log's last line is shown when the "
@@ -129,7 +124,7 @@ def drill_page(
         "",
         html_table(
             ["Night", "Run", "Status", metric, "Log's last line"],
-            [text for _, text in lines],
+            _history_rows(drill, rows, found),
             right=(3,),
         ),
     ]

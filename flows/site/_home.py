@@ -1,4 +1,9 @@
-"""The site-wide summaries: the generated part of the home page and the trends page."""
+"""The site-wide summaries: the generated part of the home page and the trends page.
+
+The home page (included by ``docs/index.md``) answers "is everything green?":
+the latest run, one row per drill, completeness, evidence integrity and the
+charts. The trends page adds flips, regressions and the monthly latencies.
+"""
 
 from __future__ import annotations
 
@@ -13,41 +18,41 @@ from flows.site._html import (
     gap_lines,
     gaps_cell,
     indent,
-    rate,
+    records,
     run_link,
     streak,
     when,
 )
 from flows.site._paths import GENERATED
+from flows.trends.formatting import rate
 from flows.trends.history import History
 
 
-def home_page(history: History, table: pd.DataFrame, found: pd.DataFrame, now: pd.Timestamp) -> str:
-    """The generated part of the home page (included by docs/index.md, so links start at docs/)."""
-    p = f"{GENERATED}/"
+def _latest_run(history: History, now: pd.Timestamp, p: str) -> list[str]:
     runs = history.runs
-    out: list[str] = []
     placed = runs[runs["started_at"].notna()].sort_values(["started_at", "run_id"])
     if placed.empty:
-        out += [
+        return [
             '!!! warning "No runs yet"',
             f"    No run folders under {code(str(history.root))}. Run `make drill` or "
             "`python -m flows run`, then `python -m flows publish`.",
             "",
         ]
-    else:
-        last = placed.iloc[-1]
-        verdict = last["verdict"] or last["status"]
-        scope = len(last["scope"].split(",")) if last["scope"] else 0
-        out += [
-            "## Latest run",
-            "",
-            f"{badge(verdict)} {evidence_badge(last['status'], last['verified'], last['problems'])}"
-            f" {run_link(last['run_id'], p)}, started {when(last['started_at'])}, "
-            f"{scope} drill(s) in scope. Published {when(now)}.",
-            "",
-        ]
-    out += [
+    last = next(records(placed.tail(1)))
+    scope = len(last.scope.split(",")) if last.scope else 0
+    return [
+        "## Latest run",
+        "",
+        f"{badge(last.verdict or last.status)} "
+        f"{evidence_badge(last.status, last.verified, last.problems)}"
+        f" {run_link(last.run_id, p)}, started {when(last.started_at)}, "
+        f"{scope} drill(s) in scope. Published {when(now)}.",
+        "",
+    ]
+
+
+def _drill_rows(table: pd.DataFrame, p: str) -> list[str]:
+    out = [
         "## Drills",
         "",
         "| Drill | Latest | Last verified pass | Pass 7 | Pass 30 | All time | Streak | Gaps |",
@@ -62,9 +67,12 @@ def home_page(history: History, table: pd.DataFrame, found: pd.DataFrame, now: p
             f"| {rate(row['pass_7'])} | {rate(row['pass_30'])} | {rate(row['pass_all'])} "
             f"| {streak(row)} | {gaps_cell(int(row['gaps']))} |"
         )
-    out.append("")
+    return [*out, ""]
+
+
+def _completeness(found: pd.DataFrame, now: pd.Timestamp, p: str) -> list[str]:
     recent = found[found["night"] >= now.normalize() - pd.Timedelta(days=30)]
-    out += ["## Completeness", ""]
+    out = ["## Completeness", ""]
     if recent.empty:
         out += [
             '!!! success "No gaps in the last 30 nights"',
@@ -73,14 +81,18 @@ def home_page(history: History, table: pd.DataFrame, found: pd.DataFrame, now: p
         ]
     else:
         out += [f'!!! danger "{len(recent)} gap(s) in the last 30 nights"', ""]
-        out += indent(gap_lines(recent, p)) + [""]
-    out += [
+        out += [*indent(gap_lines(recent, p)), ""]
+    return [
+        *out,
         f"{len(found)} gap(s) in the whole history; see the [archive]({p}archive/index.md).",
         "",
     ]
+
+
+def _integrity(runs: pd.DataFrame, p: str) -> list[str]:
     broken = runs[runs["problems"].ne("") & ~runs["verified"]]
     unfinished = runs[runs["status"].ne("complete") & runs["problems"].eq("")]
-    out += ["## Evidence integrity", ""]
+    out = ["## Evidence integrity", ""]
     if broken.empty:
         out += [
             '!!! success "Every sealed run verifies intact"',
@@ -91,20 +103,21 @@ def home_page(history: History, table: pd.DataFrame, found: pd.DataFrame, now: p
         out += [f'!!! danger "{len(broken)} run(s) fail verification"', ""]
         lines = [
             f"- {run_link(r.run_id, p)}: {esc(r.problems.splitlines()[0])}"
-            for r in broken.tail(20).itertuples(index=False)
+            for r in records(broken.tail(20))
         ]
-        out += indent(lines) + [""]
+        out += [*indent(lines), ""]
     if not unfinished.empty:
         out += [f'!!! warning "{len(unfinished)} incomplete run(s)"', ""]
-        lines = [
-            f"- {run_link(r.run_id, p)}: {r.status}"
-            for r in unfinished.tail(10).itertuples(index=False)
-        ]
-        out += indent(lines) + [""]
-    out += [
+        lines = [f"- {run_link(r.run_id, p)}: {r.status}" for r in records(unfinished.tail(10))]
+        out += [*indent(lines), ""]
+    return out
+
+
+def _charts(p: str, timeline: str, what: str) -> list[str]:
+    return [
         "## Charts",
         "",
-        f"![Pass/fail timeline of the last 60 runs]({p}charts/timeline-recent.svg)",
+        f"![Pass/fail timeline of {what}]({p}charts/{timeline}.svg)",
         "",
         f"![Pass rate over the last 30 runs of each drill]({p}charts/pass-rate.svg)",
         "",
@@ -113,24 +126,23 @@ def home_page(history: History, table: pd.DataFrame, found: pd.DataFrame, now: p
         f"![Restart delay p50 and p95 per month]({p}charts/restart-delay.svg)",
         "",
     ]
+
+
+def home_page(history: History, table: pd.DataFrame, found: pd.DataFrame, now: pd.Timestamp) -> str:
+    """The generated part of the home page (included by docs/index.md, so links start at docs/)."""
+    p = f"{GENERATED}/"
+    out = [
+        *_latest_run(history, now, p),
+        *_drill_rows(table, p),
+        *_completeness(found, now, p),
+        *_integrity(history.runs, p),
+        *_charts(p, "timeline-recent", "the last 60 runs"),
+    ]
     return "\n".join(out)
 
 
-def trends_page(
-    table: pd.DataFrame,
-    regressions: pd.DataFrame,
-    kill: pd.DataFrame,
-    restart: pd.DataFrame,
-    found: pd.DataFrame,
-) -> str:
+def _trends_rows(table: pd.DataFrame) -> list[str]:
     out = [
-        "# Trends",
-        "",
-        "Pass rates count finished outcomes (pass, fail, error) newest first; a *flip* is a "
-        "change between passing and not passing; a *regression* is the first non-passing "
-        "outcome after a pass; freshness is the time since the newest pass in a run that "
-        "verified intact.",
-        "",
         "| Drill | Latest | Outcomes | Pass 7 | Pass 30 | All time | Streak | Flips | "
         "Flip rate | Regressions | Last verified pass | Gaps |",
         "| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- | ---: |",
@@ -143,49 +155,68 @@ def trends_page(
             f"| {rate(row['flip_rate'])} | {int(row['regressions'])} "
             f"| {age(row['freshness'])} | {gaps_cell(int(row['gaps']))} |"
         )
-    out += [
-        "",
-        "## Charts",
-        "",
-        "![Pass/fail timeline of every run](charts/timeline.svg)",
-        "",
-        "![Pass rate over the last 30 runs of each drill](charts/pass-rate.svg)",
-        "",
-        "![Kill latency p50 and p95 per month](charts/kill-latency.svg)",
-        "",
-        "![Restart delay p50 and p95 per month](charts/restart-delay.svg)",
-        "",
-        "## Kill latency and restart delay per month (last 24)",
-        "",
-    ]
+    return out
+
+
+def _monthly_latency(kill: pd.DataFrame, restart: pd.DataFrame) -> list[str]:
+    out = ["## Kill latency and restart delay per month (last 24)", ""]
     both = pd.concat([kill, restart], ignore_index=True)
     if both.empty:
-        out += ["No measurements yet.", ""]
-    else:
-        wide = both.pivot_table(index="period", columns="drill", values=["p50", "p95"])
-        wide = wide.sort_index(ascending=False).head(24)
-        names = sorted(both["drill"].unique())
-        out.append("| Month | " + " | ".join(f"{d} p50 | {d} p95" for d in names) + " |")
-        out.append("| --- |" + " ---: | ---: |" * len(names))
-        for period, row in wide.iterrows():
-            cells = []
-            for d in names:
-                for q in ("p50", "p95"):
-                    v = row.get((q, d))
-                    cells.append("—" if v is None or pd.isna(v) else f"{v:.1f} ms")
-            out.append(f"| {period:%Y-%m} | " + " | ".join(cells) + " |")
-        out.append("")
-    out += ["## Regressions", ""]
+        return [*out, "No measurements yet.", ""]
+    wide = both.pivot_table(index="period", columns="drill", values=["p50", "p95"])
+    wide = wide.sort_index(ascending=False).head(24)
+    names = sorted(both["drill"].unique())
+    out.append("| Month | " + " | ".join(f"{d} p50 | {d} p95" for d in names) + " |")
+    out.append("| --- |" + " ---: | ---: |" * len(names))
+    for period, row in wide.iterrows():
+        cells = []
+        for d in names:
+            for q in ("p50", "p95"):
+                v = row.get((q, d))
+                cells.append("—" if v is None or pd.isna(v) else f"{v:.1f} ms")
+        out.append(f"| {period:%Y-%m} | " + " | ".join(cells) + " |")
+    return [*out, ""]
+
+
+def _regression_rows(regressions: pd.DataFrame) -> list[str]:
+    out = ["## Regressions", ""]
     if regressions.empty:
-        out += ["None: no drill has gone from passing to not passing.", ""]
-    else:
-        out += ["| Drill | Last pass | First non-pass | Status |", "| --- | --- | --- | --- |"]
-        for r in regressions.iloc[::-1].itertuples(index=False):
-            out.append(
-                f"| [{r.drill}](drills/{r.drill}.md) | {run_link(r.last_pass_run, '')} "
-                f"| {run_link(r.first_fail_run, '')} | {badge(r.status)} |"
-            )
-        out.append("")
-    out += ["## Gaps", "", f"{len(found)} gap(s); newest first:", ""]
-    out += gap_lines(found.tail(200), "") + [""]
+        return [*out, "None: no drill has gone from passing to not passing.", ""]
+    out += ["| Drill | Last pass | First non-pass | Status |", "| --- | --- | --- | --- |"]
+    for r in records(regressions.iloc[::-1]):
+        out.append(
+            f"| [{r.drill}](drills/{r.drill}.md) | {run_link(r.last_pass_run, '')} "
+            f"| {run_link(r.first_fail_run, '')} | {badge(r.status)} |"
+        )
+    return [*out, ""]
+
+
+def trends_page(
+    table: pd.DataFrame,
+    regressions: pd.DataFrame,
+    kill: pd.DataFrame,
+    restart: pd.DataFrame,
+    found: pd.DataFrame,
+) -> str:
+    """The trends page: every figure per drill, charts, monthly latencies, regressions, gaps."""
+    out = [
+        "# Trends",
+        "",
+        "Pass rates count finished outcomes (pass, fail, error) newest first; a *flip* is a "
+        "change between passing and not passing; a *regression* is the first non-passing "
+        "outcome after a pass; freshness is the time since the newest pass in a run that "
+        "verified intact.",
+        "",
+        *_trends_rows(table),
+        "",
+        *_charts("", "timeline", "every run"),
+        *_monthly_latency(kill, restart),
+        *_regression_rows(regressions),
+        "## Gaps",
+        "",
+        f"{len(found)} gap(s); newest first:",
+        "",
+        *gap_lines(found.tail(200), ""),
+        "",
+    ]
     return "\n".join(out)

@@ -2,18 +2,22 @@
 
 Two families: Markdown text (``esc``, ``code``, ``run_link``) for the pages MkDocs
 renders as Markdown, and raw HTML (``h``, ``a``, ``html_table``, ``tr``) for the
-blocks that carry final URLs and skip MkDocs' Markdown work.
+blocks that carry final URLs and skip MkDocs' Markdown work. The words of rates,
+ages, streaks and metrics come from :mod:`flows.trends.formatting` (shared with
+the terminal); this module only adds the badges around them.
 """
 
 from __future__ import annotations
 
 import html
 import re
+from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pandas as pd
 
-from flows.trends import maths as trends
+from flows.trends import formatting as fmt
 
 _BADGES = {"pass", "fail", "error", "incomplete", "missing", "gap", "ok", "broken", "unknown"}
 # Front matter that keeps a page out of the search index (drill and run pages).
@@ -42,22 +46,16 @@ def when(ts: Any) -> str:
     return "—" if ts is None or pd.isna(ts) else f"{ts:%Y-%m-%d %H:%M} UTC"
 
 
-def age(delta: Any) -> str:
-    if delta is None or pd.isna(delta):
-        return badge("missing", "never")
-    hours = delta.total_seconds() / 3600
-    text = f"{hours:.0f} h ago" if hours < 48 else f"{hours / 24:.0f} days ago"
-    return badge("pass", text) if hours <= 36 else badge("fail", text)
+def age(delta: object) -> str:
+    """Time since the last verified pass: green while fresh, red when stale, grey if never."""
+    text = fmt.age(delta)
+    if not isinstance(delta, timedelta):
+        return badge("missing", text)
+    return badge("pass" if fmt.is_fresh(delta) else "fail", text)
 
 
-def rate(x: Any) -> str:
-    return "—" if pd.isna(x) else f"{x:.0%}"
-
-
-def streak(row: Any) -> str:
-    if pd.isna(row["streak"]):
-        return "—"
-    return f"{int(row['streak'])} × {'pass' if row['streak_passing'] else 'not pass'}"
+def streak(row: pd.Series) -> str:
+    return fmt.streak(row["streak"], row["streak_passing"])
 
 
 def gaps_cell(n: int) -> str:
@@ -76,13 +74,18 @@ def evidence_badge(status: str, verified: bool, problems: str) -> str:
     return badge("incomplete", status.upper())
 
 
-def metric_text(drill: str, value: Any) -> str:
-    return "—" if pd.isna(value) else f"{trends.KEY_METRICS.get(drill, 'metric')} {value:g}"
+def metric_text(drill: str, value: object) -> str:
+    return fmt.metric(drill, value)
+
+
+def records(frame: pd.DataFrame) -> Iterator[Any]:
+    """The rows of ``frame`` as named tuples; a row's fields are whatever its columns hold."""
+    return iter(frame.itertuples(index=False))
 
 
 def gap_lines(found: pd.DataFrame, prefix: str) -> list[str]:
     lines = []
-    for g in found.sort_values("night", ascending=False).itertuples(index=False):
+    for g in records(found.sort_values("night", ascending=False)):
         night = f"{g.night:%Y-%m-%d}"
         if g.kind == "missing_night":
             lines.append(f"- {night}: no run that night")

@@ -1,28 +1,24 @@
 """The reference page, generated from the code so it cannot drift: the drill
-table from the registry, the CLI ``--help`` texts, and the HTTP routes from the
-supervisor's own OpenAPI schema."""
+table from :mod:`flows.registry`, the CLI ``--help`` texts, and the HTTP routes
+from the supervisor's own OpenAPI schema."""
 
 from __future__ import annotations
 
 import argparse
-import inspect
 
-from flows import cli as flows_cli
-from flows.drills import DRILLS, KEY_METRICS
-
-
-def _doc(obj: object) -> str:
-    text = inspect.getdoc(obj) or ""
-    return " ".join(text.split("\n\n")[0].split())
+from flows import registry
+from flows.cli import build_parser
 
 
 def _drill_table() -> list[str]:
-    lines = ["| drill | log file | key metric | passes when |", "| --- | --- | --- | --- |"]
-    for drill_id, fn in DRILLS.items():
-        module = inspect.getmodule(fn)
-        summary = _doc(module).split(":", 1)[-1].strip().replace("|", "\\|")
+    lines = [
+        "| drill | log file | key metric | unit | title | passes when |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for d in registry.DRILLS:
+        passes = d.passes_when.replace("|", "\\|")
         lines.append(
-            f"| `{drill_id}` | `drill_{drill_id}.log` | `{KEY_METRICS[drill_id]}` | {summary} |"
+            f"| `{d.id}` | `{d.log_name}` | `{d.metric}` | {d.unit} | {d.title} | {passes} |"
         )
     return lines
 
@@ -76,7 +72,7 @@ def reference_page() -> str:
         "",
         "## Command line",
         "",
-        *_help_blocks(flows_cli.build_parser(), "python -m flows"),
+        *_help_blocks(build_parser(), "python -m flows"),
         *_help_blocks(supervisor_parser(), "python -m supervisor"),
     ]
     return "\n".join(lines) + "\n"

@@ -9,6 +9,7 @@ same bytes. The inputs are the frames of :mod:`flows.trends`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -18,6 +19,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.typing import RcKeyType  # noqa: E402
 
 from flows.trends import maths as trends  # noqa: E402
 
@@ -30,7 +32,7 @@ _CODES = {"pass": 1, "fail": 2, "error": 3, "incomplete": 4}
 _CMAP = ListedColormap(["#00000000", PASS, FAIL, ERROR, GAP])
 _LINES = ["#3b82c4", "#2e9d4b", "#d93f3f", "#e08a1e", "#8e5cc4", "#1ea5a5", "#c45c8e"]
 
-_STYLE = {
+_STYLE: dict[RcKeyType, Any] = {
     "svg.fonttype": "none",
     "svg.hashsalt": "chaos-drills",
     "font.size": 9,
@@ -88,8 +90,8 @@ def timeline_chart(drills: pd.DataFrame, path: Path, last: int | None = None) ->
             return _save(fig, path)
         rows = drills[drills["run_id"].isin(runs)]
         grid = np.zeros((len(names), len(runs)), dtype=np.int8)
-        r = pd.Index(names).get_indexer(rows["drill"])
-        c = pd.Index(runs).get_indexer(rows["run_id"])
+        r = pd.Index(names).get_indexer(pd.Index(rows["drill"]))
+        c = pd.Index(runs).get_indexer(pd.Index(rows["run_id"]))
         grid[r, c] = rows["status"].map(_CODES).fillna(4).to_numpy(dtype=np.int8)
         ax = fig.add_subplot()
         ax.imshow(grid, cmap=_CMAP, vmin=0, vmax=4, aspect="auto", interpolation="nearest")
@@ -137,7 +139,7 @@ def latency_chart(pct: pd.DataFrame, path: Path, title: str, ylabel: str = "ms")
         ax = fig.add_subplot()
         for i, (drill, part) in enumerate(pct.groupby("drill", sort=True)):
             colour = _LINES[i % len(_LINES)]
-            label = f"{drill} ({trends.KEY_METRICS.get(drill, 'metric')})"
+            label = f"{drill} ({trends.KEY_METRICS.get(str(drill), 'metric')})"
             ax.plot(part["period"], part["p50"], color=colour, lw=1.4, label=f"{label} p50")
             ax.plot(part["period"], part["p95"], color=colour, lw=1.0, ls="--", label="p95")
         ax.set_ylabel(ylabel)

@@ -24,9 +24,19 @@ import pandas as pd
 
 from flows.errors import EvidenceError
 from flows.evidence import list_runs, load_results, verify
+from flows.registry import key_metric
+from flows.trends import formatting as fmt
 from flows.trends import maths as trends
 
-__all__ = ["History", "cmd_trends", "load_history", "now_utc", "trends_table"]
+__all__ = [
+    "History",
+    "broken_runs",
+    "cmd_trends",
+    "format_table",
+    "load_history",
+    "now_utc",
+    "trends_table",
+]
 
 log = logging.getLogger("flows.trends.history")
 
@@ -90,13 +100,6 @@ def _name_time(run_id: str) -> str:
     return f"{m.group(1)}T{m.group(2)}" if m else ""
 
 
-def _metric(drill_id: str, metrics: Any) -> float:
-    value = metrics.get(trends.KEY_METRICS.get(drill_id, "")) if isinstance(metrics, dict) else None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return float("nan")
-    return float(value)
-
-
 def _attribute(
     report_lines: list[str], run_ids: list[str]
 ) -> tuple[dict[str, list[str]], list[str]]:
@@ -113,73 +116,82 @@ def _attribute(
     return by_run, stray
 
 
+def _drill_row(
+    run_id: str, started: pd.Timestamp | None, verified: bool, entry: dict[str, Any]
+) -> dict[str, Any]:
+    drill_id = str(entry.get("id") or "?")
+    duration = entry.get("duration_s")
+    value = key_metric(drill_id, entry.get("metrics"))
+    return {
+        "run_id": run_id,
+        "started_at": started,
+        "night": started.normalize() if started is not None else None,
+        "drill": drill_id,
+        "status": str(entry.get("status") or "incomplete"),
+        "duration_s": float(duration) if isinstance(duration, int | float) else None,
+        "summary": str(entry.get("summary") or ""),
+        "log": str(entry.get("log") or ""),
+        "metric": float("nan") if value is None else value,
+        "verified": verified,
+    }
+
+
+def _read_run(
+    folder: Path, problems: list[str], incomplete: bool, check: bool
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One run folder as its ``runs`` row and its ``drills`` rows; ``problems`` is extended."""
+    run_id = folder.name
+    try:
+        results = load_results(folder)
+    except EvidenceError as exc:
+        log.warning("history.unreadable run=%s reason=%s", run_id, exc)
+        results = {"status": "unreadable", "drills": []}
+        problems.append(str(exc))
+    started = _stamp(results.get("started_at"), _name_time(run_id))
+    status = str(results.get("status") or "unknown")
+    if incomplete and status == "complete":
+        status = "incomplete"
+    verified = check and not problems and status == "complete"
+    if not check:
+        problems.append("not verified (loaded with check=False)")
+    entries = [d for d in results.get("drills") or [] if isinstance(d, dict)]
+    run_row = {
+        "run_id": run_id,
+        "path": str(folder),
+        "started_at": started,
+        "finished_at": _stamp(results.get("finished_at"), ""),
+        "night": started.normalize() if started is not None else None,
+        "status": status,
+        "verdict": results.get("verdict") or "",
+        "verified": verified,
+        "problems": "\n".join(problems),
+        "command": str(results.get("command") or ""),
+        "scope": ",".join(str(e.get("id")) for e in entries),
+        "failed": ",".join(
+            str(e.get("id")) for e in entries if e.get("status") in ("fail", "error")
+        ),
+    }
+    return run_row, [_drill_row(run_id, started, verified, e) for e in entries]
+
+
 def load_history(root: Path, *, check: bool = True) -> History:
     """Read every run folder under ``root``; ``check=False`` skips the (hashing) verify step."""
     root = Path(root)
     folders = list_runs(root)
-    run_ids = [p.name for p in folders]
     broken: dict[str, list[str]] = {}
     stray: list[str] = []
     incomplete: set[str] = set()
     if check and folders:
         report = verify(root)
-        broken, stray = _attribute(report.problems, run_ids)
+        broken, stray = _attribute(report.problems, [p.name for p in folders])
         incomplete = set(report.incomplete)
     run_rows: list[dict[str, Any]] = []
     drill_rows: list[dict[str, Any]] = []
     for folder in folders:
-        run_id = folder.name
-        problems = list(broken.get(run_id, []))
-        try:
-            results = load_results(folder)
-        except EvidenceError as exc:
-            log.warning("history.unreadable run=%s reason=%s", run_id, exc)
-            results = {"status": "unreadable", "drills": []}
-            problems.append(str(exc))
-        started = _stamp(results.get("started_at"), _name_time(run_id))
-        status = str(results.get("status") or "unknown")
-        if run_id in incomplete and status == "complete":
-            status = "incomplete"
-        verified = check and not problems and status == "complete"
-        if not check:
-            problems.append("not verified (loaded with check=False)")
-        entries = [d for d in results.get("drills") or [] if isinstance(d, dict)]
-        night = started.normalize() if started is not None else None
-        for entry in entries:
-            drill_id = str(entry.get("id") or "?")
-            duration = entry.get("duration_s")
-            drill_rows.append(
-                {
-                    "run_id": run_id,
-                    "started_at": started,
-                    "night": night,
-                    "drill": drill_id,
-                    "status": str(entry.get("status") or "incomplete"),
-                    "duration_s": float(duration) if isinstance(duration, int | float) else None,
-                    "summary": str(entry.get("summary") or ""),
-                    "log": str(entry.get("log") or ""),
-                    "metric": _metric(drill_id, entry.get("metrics")),
-                    "verified": verified,
-                }
-            )
-        run_rows.append(
-            {
-                "run_id": run_id,
-                "path": str(folder),
-                "started_at": started,
-                "finished_at": _stamp(results.get("finished_at"), ""),
-                "night": night,
-                "status": status,
-                "verdict": results.get("verdict") or "",
-                "verified": verified,
-                "problems": "\n".join(problems),
-                "command": str(results.get("command") or ""),
-                "scope": ",".join(str(e.get("id")) for e in entries),
-                "failed": ",".join(
-                    str(e.get("id")) for e in entries if e.get("status") in ("fail", "error")
-                ),
-            }
-        )
+        problems = list(broken.get(folder.name, []))
+        run_row, rows = _read_run(folder, problems, folder.name in incomplete, check)
+        run_rows.append(run_row)
+        drill_rows += rows
     runs = _frame(run_rows, _RUN_COLUMNS)
     drills = _frame(drill_rows, _DRILL_COLUMNS)
     # A run with no readable time cannot be placed on a night; keep it in `runs` only.
@@ -196,23 +208,7 @@ def trends_table(history: History, now: pd.Timestamp | None = None) -> pd.DataFr
     """The per-drill trends table, ready to print or render."""
     now = now_utc() if now is None else now
     runs = history.runs[history.runs["night"].notna()]
-    return trends.drill_summary(runs, history.drills, now, until=_last_night(now))
-
-
-def _last_night(now: pd.Timestamp) -> pd.Timestamp:
-    """The newest night that should have a run: yesterday (tonight's may not have started)."""
-    return (now - pd.Timedelta(days=1)).normalize()
-
-
-def _fmt_rate(x: float) -> str:
-    return "—" if pd.isna(x) else f"{x:.0%}"
-
-
-def _fmt_age(x: pd.Timedelta) -> str:
-    if pd.isna(x):
-        return "never"
-    hours = x.total_seconds() / 3600
-    return f"{hours:.0f} h" if hours < 48 else f"{hours / 24:.0f} d"
+    return trends.drill_summary(runs, history.drills, now, until=fmt.last_night(now))
 
 
 def format_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -220,34 +216,44 @@ def format_table(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "latest": table["latest_status"].str.upper(),
-            "run": table["latest_run"].fillna("—"),
-            "pass 7": table["pass_7"].map(_fmt_rate),
-            "pass 30": table["pass_30"].map(_fmt_rate),
-            "pass all": table["pass_all"].map(_fmt_rate),
+            "run": table["latest_run"].fillna(fmt.NONE),
+            "pass 7": table["pass_7"].map(fmt.rate),
+            "pass 30": table["pass_30"].map(fmt.rate),
+            "pass all": table["pass_all"].map(fmt.rate),
             "streak": [
-                "—" if pd.isna(n) else f"{int(n)} {'pass' if ok else 'fail'}"
+                fmt.streak(n, ok)
                 for n, ok in zip(table["streak"], table["streak_passing"], strict=True)
             ],
             "flips": table["flips"].astype("str"),
             "regressions": table["regressions"].astype("str"),
-            "fresh": table["freshness"].map(_fmt_age),
+            "fresh": table["freshness"].map(fmt.age),
             "gaps": table["gaps"].astype("str"),
         },
         index=table.index,
     )
 
 
+def broken_runs(history: History) -> list[str]:
+    """Ids of runs whose evidence does not verify (incomplete runs are not broken)."""
+    runs = history.runs
+    return runs.loc[runs["problems"].ne("") & ~runs["verified"], "run_id"].tolist()
+
+
 def cmd_trends(args: Any) -> int:
-    """``python -m flows trends --artifacts ROOT``: the per-drill table in the terminal."""
+    """``python -m flows trends --artifacts ROOT``: the per-drill table in the terminal.
+
+    Exit 0 with the table, 1 with the table when some evidence does not verify,
+    2 when the root cannot be read or holds no run folder.
+    """
     root = Path(args.artifacts)
     try:
         history = load_history(root)
     except EvidenceError as exc:
-        print(exc, file=sys.stderr)
+        print(f"flows trends: {exc}", file=sys.stderr)
         return 2
     if history.runs.empty:
         print(
-            f"trends: no run folders (chaos-drill-*) under {root}; "
+            f"flows trends: no run folders (chaos-drill-*) under {root}; "
             "run `python -m flows run` or `python -m flows synth` first",
             file=sys.stderr,
         )
@@ -261,9 +267,11 @@ def cmd_trends(args: Any) -> int:
         f"\n{len(runs)} run(s) under {root}, {int(runs['status'].eq('incomplete').sum())} "
         f"incomplete, {len(flagged)} not verified"
     )
-    for row in flagged.itertuples():
-        reason = row.problems.splitlines()[0] if row.problems else f"status {row.status}"
-        print(f"  flagged {row.run_id}: {reason}")
+    for run_id, status, problems in zip(
+        flagged["run_id"], flagged["status"], flagged["problems"], strict=True
+    ):
+        reason = problems.splitlines()[0] if problems else f"status {status}"
+        print(f"  flagged {run_id}: {reason}")
     for line in history.problems:
         print(f"  {line}")
-    return 0
+    return 1 if broken_runs(history) or history.problems else 0

@@ -31,11 +31,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from flows.drills import DRILL_IDS, KEY_METRICS
+from flows.registry import DRILL_IDS, KEY_METRICS
 
-# The drill registry is the one list of drills and key metrics (re-exported for the
-# history, charts and pages); importing it runs no drill and touches no disk.
-EXPECTED_DRILLS: tuple[str, ...] = tuple(DRILL_IDS)
+# The registry is the one list of drills and key metrics (re-exported for the
+# history, charts and pages); it imports no drill code and touches no disk.
+EXPECTED_DRILLS: tuple[str, ...] = DRILL_IDS
 OUTCOMES = ("pass", "fail", "error")
 
 __all__ = [
@@ -67,7 +67,8 @@ def outcomes(drills: pd.DataFrame) -> pd.DataFrame:
 
 
 def _drill_index(drills: pd.DataFrame) -> pd.Index:
-    return pd.Index(sorted(drills["drill"].unique()), name="drill", dtype="str")
+    index: pd.Index = pd.Index(sorted(drills["drill"].unique()), name="drill", dtype="str")
+    return index
 
 
 def pass_rates(drills: pd.DataFrame, windows: tuple[int, ...] = (7, 30)) -> pd.DataFrame:
@@ -180,8 +181,13 @@ def gaps(
     every_night = pd.date_range(first, last, freq="D", tz=first.tz)
     seen = pd.DatetimeIndex(runs["night"].unique())
     missing_nights = pd.DataFrame(
-        {"kind": "missing_night", "night": every_night.difference(seen)}
-    ).assign(drill=pd.NA, run_id=pd.NA)
+        {
+            "kind": "missing_night",
+            "night": every_night.difference(seen),
+            "drill": pd.NA,
+            "run_id": pd.NA,
+        }
+    )
 
     nightly = runs.sort_values(["started_at", "run_id"]).groupby("night")["run_id"].last()
     wanted = pd.MultiIndex.from_product([nightly.index, list(expected)], names=["night", "drill"])
@@ -218,9 +224,9 @@ def metric_percentiles(
         return pd.DataFrame(columns=columns)
     period = rows["started_at"].dt.tz_localize(None).dt.to_period(freq.removesuffix("S"))
     grouped = rows.assign(period=period.dt.start_time).groupby(["drill", "period"])["metric"]
-    out = grouped.quantile([0.5, 0.95]).unstack()
-    out.columns = ["p50", "p95"]
-    out["n"] = grouped.size()
+    out = pd.DataFrame(
+        {"p50": grouped.quantile(0.5), "p95": grouped.quantile(0.95), "n": grouped.size()}
+    )
     return out.reset_index()[columns]
 
 
