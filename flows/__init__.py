@@ -1,7 +1,9 @@
 """Chaos drills, the evidence store, trends and the evidence site.
 
-Public entry points live in their modules: ``flows.drills`` (the drill registry),
-``flows.runner`` (run drills into a run folder), ``flows.evidence`` (write and
-verify run folders), ``flows.trends`` (pure maths), ``flows.site`` (publish) and
-``flows.pipeline.nightly`` (the Prefect flow).
+Public entry points live in their modules: ``flows.registry`` (every drill's id
+and metadata, importing nothing heavy), ``flows.drills`` (the drill functions),
+``flows.runner`` (the one drill loop, into a run folder), ``flows.evidence``
+(write and verify run folders), ``flows.trends`` (maths, history, formatting,
+charts), ``flows.site`` (publish), ``flows.pipeline`` (the Prefect flow and its
+deployments) and ``flows.cli`` (``python -m flows``).
 """

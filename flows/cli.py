@@ -72,7 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run(sub)
+    _add_evidence(sub)
+    _add_nightly(sub)
+    _add_serve(sub)
+    sub.add_parser("drills", help="list the drills: id, title, key metric and unit")
+    return parser
 
+
+def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run = sub.add_parser("run", help="run drills into a new run folder (no Prefect needed)")
     run.add_argument(
         "--artifacts",
@@ -94,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--command-line", help=argparse.SUPPRESS)
 
+
+def _add_evidence(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     verify = sub.add_parser("verify", help="re-hash a run folder, or every run and the chain")
     verify.add_argument(
         "path",
@@ -125,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--runs", type=int, default=30, metavar="N")
     synth.add_argument("--seed", type=int, default=1)
 
+
+def _add_nightly(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     nightly = sub.add_parser("nightly", help="run the nightly-drills Prefect flow once, locally")
     nightly.add_argument("--artifacts", default=DEFAULT_ROOT, metavar="ROOT")
     _add_drill_option(nightly)
@@ -137,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the evidence site is built (default: %(default)s)",
     )
 
+
+def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = sub.add_parser("serve", help="serve the nightly deployment to a Prefect server")
     serve.add_argument(
         "--cron", default=None, help='schedule (default: env NIGHTLY_CRON or "0 2 * * *")'
@@ -165,8 +179,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="the deployment's supervisor config (default: the demo worker)",
     )
-    sub.add_parser("drills", help="list the drills: id, title, key metric and unit")
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
