@@ -1,3 +1,5 @@
+"""``python -m supervisor``: the command line (``supervisor.cli``); its return is the exit code."""
+
 import sys
 
 from supervisor.cli import main

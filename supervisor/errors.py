@@ -7,9 +7,13 @@
   the supervisor refuses to start and never modifies the file.
 - ``UnknownProgram``: a request named a program that is not configured.
 - ``AmbiguousProgram``: a request named no program and several are configured.
+- ``InvalidTransition``: a bug: the manager asked for a state change the table
+  in ``supervisor.states`` does not allow.
 """
 
 from __future__ import annotations
+
+from supervisor.states import State
 
 
 class SupervisorError(Exception):
@@ -27,7 +31,6 @@ class StateDBError(SupervisorError):
 class UnknownProgram(SupervisorError):
     def __init__(self, name: str, known: list[str]) -> None:
         super().__init__(f"unknown program {name!r}; configured: {', '.join(known) or 'none'}")
-        self.name = name
 
 
 class AmbiguousProgram(SupervisorError):
@@ -35,3 +38,8 @@ class AmbiguousProgram(SupervisorError):
         super().__init__(
             f'several programs are configured ({", ".join(known)}); name one with "name"'
         )
+
+
+class InvalidTransition(SupervisorError):
+    def __init__(self, old: State, new: State) -> None:
+        super().__init__(f"state: cannot go from {old.value} to {new.value}")

@@ -24,11 +24,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from supervisor.config import Config
-from supervisor.errors import AmbiguousProgram, UnknownProgram
+from supervisor.errors import AmbiguousProgram, InvalidTransition, UnknownProgram
 from supervisor.monitor import Monitor
 from supervisor.program import Program, resolve_python
 from supervisor.statedb import StateDB
-from supervisor.states import ACTIVE, InvalidTransition, State, can_transition
+from supervisor.states import ACTIVE, State, can_transition
 from supervisor.stop import ladder, proc, tree
 from supervisor.stop.keeper_link import Keeper, KeeperLink
 from supervisor.stop.reconcile import reconcile

@@ -1,7 +1,7 @@
 """Program states and the transitions allowed between them.
 
 No project imports: this table is the single source of truth the manager asks
-before every transition (see ``supervisor.manager.Program._transition``).
+before every transition (see ``supervisor.manager.ProcessManager._transition``).
 """
 
 from __future__ import annotations
@@ -39,10 +39,3 @@ ACTIVE = frozenset({State.STARTING, State.RUNNING, State.STOPPING})
 
 def can_transition(old: State, new: State) -> bool:
     return new in _ALLOWED[old]
-
-
-class InvalidTransition(Exception):
-    def __init__(self, old: State, new: State) -> None:
-        super().__init__(f"state: cannot go from {old.value} to {new.value}")
-        self.old = old
-        self.new = new

@@ -35,9 +35,8 @@ def _start(supervisor_factory, fixture: str) -> Supervisor:
     return sup
 
 
-def _gone(sup: Supervisor, timeout: float, *, keeper_too: bool) -> None:
-    find = sup.marked if keeper_too else sup.workload
-    wait_for(lambda: not find(), timeout, "no marked process left")
+def _gone(sup: Supervisor, timeout: float) -> None:
+    wait_for(lambda: not sup.workload(), timeout, "no marked process left")
 
 
 def _db_states(sup: Supervisor) -> dict[str, str]:
@@ -59,7 +58,7 @@ def test_sigterm_to_supervisor_stops_hostile_tree(supervisor_factory, fixture):
     took = time.monotonic() - started
     assert code == 0, sup.log()
     assert took <= STOP_TIMEOUT + 1.0 + EXIT_SLACK_S, f"exit took {took:.2f}s"
-    assert not sup.marked(), f"survivors: {sup.marked()}"
+    assert not sup.workload(), f"survivors: {sup.workload()}"
     assert _db_states(sup)[fixture] == "stopped"
 
 
@@ -73,7 +72,7 @@ def test_kill_endpoint_stops_hostile_tree(supervisor_factory, fixture):
     body = response.json()
     assert body["survivors"] == []
     assert body["name"] == fixture
-    _gone(sup, 2.0, keeper_too=False)
+    _gone(sup, 2.0)
     assert sup.popen.poll() is None
     assert sup.state(fixture)["state"] == "stopped"
 
@@ -86,9 +85,8 @@ def test_sigkill_to_supervisor_leaves_no_hostile_process(supervisor_factory, fix
     sup.signal(signal.SIGKILL)
     sup.wait_exit(timeout=5)
     killed_at = time.monotonic()
-    _gone(sup, 2.0, keeper_too=False)
+    _gone(sup, 2.0)
     assert time.monotonic() - killed_at <= 2.0
-    _gone(sup, 5.0, keeper_too=True)
 
 
 def test_double_fork_escapee_really_escapes_its_session(supervisor_factory):
@@ -111,7 +109,7 @@ def test_leader_exit_takes_its_children_down(supervisor_factory):
     )
     state = sup.wait_state("exited", timeout=10)
     assert state["exit_code"] == 0
-    _gone(sup, 2.0, keeper_too=False)
+    _gone(sup, 2.0)
     kinds = [e["kind"] for e in sup.events()]
     assert "exited" in kinds and "started" in kinds
 
@@ -132,9 +130,7 @@ def test_fork_bomb_keeps_forking_while_stopped(supervisor_factory):
 )
 def test_marker_check_catches_a_leader_only_kill(supervisor_factory, fixture, fault):
     """Against a supervisor that signals only the leader, the marker scan finds survivors."""
-    sup = supervisor_factory(
-        [fixture_program(fixture, stop_timeout=0.3)], env={"SUPERVISOR_FAULTS": fault}
-    )
+    sup = supervisor_factory([fixture_program(fixture, stop_timeout=0.3)], broken=(fault,))
     sup.wait_workload(HOSTILE[fixture])
     response = sup.client.post("/process/kill")
     assert response.status_code == 200

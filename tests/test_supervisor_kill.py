@@ -169,5 +169,5 @@ def test_kill_with_timeout_escalates_on_a_sigterm_ignorer(supervisor_factory):
 
 def test_wait_for_reports_what_it_waited_for():
     """The polling helper fails with the condition's name at its deadline."""
-    with pytest.raises(AssertionError, match="the impossible"):
+    with pytest.raises(TimeoutError, match="the impossible"):
         wait_for(lambda: False, 0.05, "the impossible")

@@ -96,7 +96,7 @@ def test_restart_after_sigkill_reconciles_and_records_recovered(supervisor_facto
 
 def test_reconcile_stops_leftovers_when_the_keeper_is_gone(supervisor_factory):
     """A tree the keeper could not sweep is stopped by the next supervisor at start."""
-    first = supervisor_factory([demo_program()], env={"SUPERVISOR_FAULTS": "no_keeper"})
+    first = supervisor_factory([demo_program()], broken=("no_keeper",))
     leftovers = first.wait_workload(DEMO_TREE)
     first.signal(signal.SIGKILL)
     first.wait_exit(timeout=5)
@@ -120,7 +120,7 @@ def test_sigterm_writes_stopped_state_for_every_program(supervisor_factory):
     sup.wait_workload(DEMO_TREE + 2)
     sup.signal(signal.SIGTERM)
     assert sup.wait_exit(timeout=15) == 0, sup.log()
-    assert sup.marked() == []
+    assert sup.workload() == []
     conn = sqlite3.connect(sup.db)
     try:
         rows = dict(conn.execute("SELECT name, status FROM processes"))
