@@ -44,6 +44,13 @@ def _iso_now() -> str:
 
 
 class ProcessManager:
+    """Every configured program: started, watched, stopped as a whole tree.
+
+    ``stopper`` stops one program's tree (the ladder), ``keeper`` makes the process
+    that sweeps up after a SIGKILLed supervisor, ``become_subreaper`` makes orphaned
+    descendants ours. ``monitor`` is the thread ``start`` starts and ``shutdown`` stops.
+    """
+
     def __init__(
         self,
         config: Config,

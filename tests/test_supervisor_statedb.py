@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from supervisor import migrations
 from supervisor.migrations import LATEST
 from supervisor.statedb import StateDB
 from tests.conftest import FIXTURES, REPO, demo_program
@@ -94,6 +95,16 @@ def test_legacy_fixtures_are_v0():
     assert _tables(FIXTURES / "legacy_v0_processes_only.db") == {"processes"}
 
 
+def test_legacy_fixtures_hold_the_one_v0_schema():
+    """The fixtures' tables are exactly the v0 schema the migrations module writes down."""
+    conn = sqlite3.connect(f"file:{FIXTURES / 'legacy_v0.db'}?mode=ro", uri=True)
+    try:
+        sql = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type='table'"))
+    finally:
+        conn.close()
+    assert sql == {"processes": migrations.PROCESSES_V0, "events": migrations.EVENTS_V0}
+
+
 @pytest.mark.parametrize("fixture", LEGACY)
 def test_legacy_db_opens_without_warning_and_keeps_every_row(supervisor_factory, tmp_path, fixture):
     """The supervisor starts on a v0 DB, logs no warning or DB error, keeps rows, backfills."""
@@ -123,10 +134,10 @@ def test_legacy_migration_failure_would_be_caught(supervisor_factory, tmp_path):
     )
     # an unmigrated DB lacks the columns the start needs: the start fails (exit 1)
     assert sup.wait_exit(timeout=20) == 1, sup.log()
-    assert _migration_problems(db, before) == [
-        "processes: no created_at column",
+    assert sorted(_migration_problems(db, before)) == [
         "events: no created_at column",
-        "user_version 0, want 2",
+        "processes: no created_at column",
+        f"user_version 0, want {LATEST}",
     ]
     assert sup.workload() == []
 
