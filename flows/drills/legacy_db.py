@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 
 from flows.drills.harness import DrillContext
+from supervisor.migrations import V0_SCHEMA
 
 _DB_TROUBLE = re.compile(
     r"(Failed to initialize database|no such column|sqlite3?\.|(WARNING|ERROR) supervisor\.statedb)",
@@ -31,13 +32,7 @@ EVENT_ROWS = [
 def build_v0(path: Path) -> None:
     """The legacy build's schema, exactly: no created_at anywhere, user_version 0."""
     conn = sqlite3.connect(path)
-    conn.executescript(
-        "CREATE TABLE processes (id INTEGER PRIMARY KEY, name TEXT NOT NULL, pid INTEGER,"
-        " status TEXT);"
-        "CREATE TABLE events (id INTEGER PRIMARY KEY, process_id INTEGER, kind TEXT,"
-        " detail TEXT);"
-        "PRAGMA user_version = 0;"
-    )
+    conn.executescript(V0_SCHEMA)
     conn.executemany("INSERT INTO processes VALUES (?, ?, ?, ?)", PROCESS_ROWS)
     conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?)", EVENT_ROWS)
     conn.commit()
