@@ -4,6 +4,8 @@ A reader (``verify``, trends, a person with ``cat``) must only ever see the old
 content or the new content of an evidence file, never half of one: every write
 goes to a temp file in the same folder, is fsynced, then ``os.replace``d over the
 target, and the folder is fsynced so the rename itself survives a power cut.
+``durable=False`` keeps the rename (readers still never see half a file) and skips
+the fsyncs, for a history that is rebuilt from a seed rather than kept.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def os_error_message(action: str, path: Path, exc: OSError) -> str:
     return f"evidence: cannot {action} {path}: {reason}; {advice}"
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
     """Replace ``path`` with ``data`` so readers never see a partial file."""
     tmp: str | None = None
     try:
@@ -47,11 +49,13 @@ def write_atomic(path: Path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; evidence is meant to be read by others
         os.replace(tmp, path)
         tmp = None
-        fsync_dir(path.parent)
+        if durable:
+            fsync_dir(path.parent)
     except OSError as exc:
         raise EvidenceError(os_error_message("write", path, exc)) from exc
     finally:
@@ -60,10 +64,10 @@ def write_atomic(path: Path, data: bytes) -> None:
                 os.unlink(tmp)
 
 
-def write_json(path: Path, obj: Any) -> None:
+def write_json(path: Path, obj: Any, *, durable: bool = True) -> None:
     """Atomically write ``obj`` as indented UTF-8 JSON with a final newline."""
     text = json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
-    write_atomic(path, text.encode("utf-8"))
+    write_atomic(path, text.encode("utf-8"), durable=durable)
 
 
 def fsync_dir(path: Path) -> None:

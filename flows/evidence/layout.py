@@ -34,15 +34,23 @@ def run_key(name: str) -> tuple[str, int, str]:
     return (m.group(1), int(m.group(2) or 1), name)
 
 
-def list_runs(root: Path) -> list[Path]:
-    """Every run folder (``chaos-drill-*`` directory) directly under ``root``, oldest first."""
+def run_names(root: Path) -> list[str]:
+    """The names of the run folders (``chaos-drill-*`` directories) directly under ``root``,
+    unordered; ``[]`` when ``root`` does not exist."""
     try:
-        runs = [p for p in Path(root).iterdir() if p.name.startswith(RUN_PREFIX) and p.is_dir()]
+        # scandir: the entry type comes with the listing, no stat per folder.
+        with os.scandir(root) as entries:
+            return [e.name for e in entries if e.name.startswith(RUN_PREFIX) and e.is_dir()]
     except FileNotFoundError:
         return []
     except OSError as exc:
         raise EvidenceError(os_error_message("list", root, exc)) from exc
-    return sorted(runs, key=lambda p: run_key(p.name))
+
+
+def list_runs(root: Path) -> list[Path]:
+    """Every run folder (``chaos-drill-*`` directory) directly under ``root``, oldest first."""
+    root = Path(root)
+    return [root / name for name in sorted(run_names(root), key=run_key)]
 
 
 def read_json(path: Path) -> tuple[Any, bytes]:

@@ -51,9 +51,9 @@ from flows.evidence.layout import (
     RUN_PREFIX,
     SCHEMA_VERSION,
     hash_tree,
-    list_runs,
     read_json,
     run_key,
+    run_names,
 )
 
 __all__ = ["RunWriter", "new_run_dir"]
@@ -135,6 +135,37 @@ def _unfinished(drill_id: str) -> dict[str, Any]:
     }
 
 
+# manifest path -> (stat identity, the run it links to, sha256 of its bytes). Each
+# finalize looks at every sealed run under the root; rereading unchanged manifests
+# made writing a long history quadratic in file reads.
+_SEALED: dict[str, tuple[tuple[int, int, int, int], str | None, str]] = {}
+
+
+def _sealed(root: str, name: str) -> tuple[str | None, str] | None:
+    """(the run it links to, sha256 of its manifest) for a sealed run; None if unsealed."""
+    path = os.path.join(root, name, MANIFEST)
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        log.warning("evidence.chain_skip run=%s reason=%s", name, exc)
+        return None
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)  # every writer renames in
+    cached = _SEALED.get(path)
+    if cached is not None and cached[0] == key:
+        return cached[1], cached[2]
+    try:
+        manifest, raw = read_json(Path(path))
+    except EvidenceError as exc:
+        log.warning("evidence.chain_skip run=%s reason=%s", name, exc)
+        return None
+    previous = manifest.get("previous") if isinstance(manifest, dict) else None
+    linked = previous.get("run_id") if isinstance(previous, dict) else None
+    _SEALED[path] = (key, linked if isinstance(linked, str) else None, sha256_bytes(raw))
+    return _SEALED[path][1], _SEALED[path][2]
+
+
 @contextmanager
 def _chain_lock(root: Path) -> Iterator[None]:
     path = root / CHAIN_LOCK
@@ -151,25 +182,19 @@ def _chain_lock(root: Path) -> Iterator[None]:
 
 def _chain_tail(root: Path, exclude: str) -> dict[str, str] | None:
     """The ``previous`` entry for a run sealed now; call only under the chain lock."""
-    sealed: dict[str, tuple[Any, bytes]] = {}
-    for run in list_runs(root):
-        if run.name == exclude or not (run / MANIFEST).exists():
-            continue
-        try:
-            sealed[run.name] = read_json(run / MANIFEST)
-        except EvidenceError as exc:
-            log.warning("evidence.chain_skip run=%s reason=%s", run.name, exc)
-    linked = {
-        manifest["previous"].get("run_id")
-        for manifest, _ in sealed.values()
-        if isinstance(manifest, dict) and isinstance(manifest.get("previous"), dict)
-    }
+    sealed: dict[str, tuple[str | None, str]] = {}
+    where = os.path.abspath(root)
+    for name in run_names(root):
+        found = _sealed(where, name) if name != exclude else None
+        if found is not None:
+            sealed[name] = found
+    linked = {previous for previous, _ in sealed.values()}
     # One tail when the chain is intact; after a break, the newest loose end.
     tails = [name for name in sealed if name not in linked] or list(sealed)
     if not tails:
         return None
     tail = max(tails, key=run_key)
-    return {"run_id": tail, "manifest_sha256": sha256_bytes(sealed[tail][1])}
+    return {"run_id": tail, "manifest_sha256": sealed[tail][1]}
 
 
 class RunWriter:
@@ -187,10 +212,12 @@ class RunWriter:
         versions: Callable[[], dict[str, str]] = _versions,
         git_commit: Callable[[], str | None] = _git_commit,
         synthetic: bool = False,
+        durable: bool = True,
     ) -> None:
         """``now`` stamps the start and the end; ``host``, ``versions`` and ``git_commit``
         are read once, here. The defaults read the clock and this machine; a made-up
-        history passes its own and ``synthetic=True``."""
+        history passes its own and ``synthetic=True``. ``durable=False`` skips the fsyncs
+        (never for evidence meant to be kept: a power cut may lose the last writes)."""
         self.run_dir = Path(run_dir)
         self.run_id = self.run_dir.name
         drills = list(drills)
@@ -208,6 +235,7 @@ class RunWriter:
             raise EvidenceError(os_error_message("create", self.run_dir, exc)) from exc
         self._now = now
         self._synthetic = synthetic
+        self._durable = durable
         self._lock = threading.Lock()  # drills may finish on several worker threads
         self._finalized = False
         self._results: dict[str, Any] = {
@@ -225,7 +253,7 @@ class RunWriter:
             "config": config,
             "drills": [_unfinished(d) for d in drills],
         }
-        write_json(self.run_dir / RESULTS, self._results)
+        write_json(self.run_dir / RESULTS, self._results, durable=self._durable)
 
     def log_path(self, drill_id: str) -> Path:
         """Where drill ``drill_id`` writes its log."""
@@ -258,7 +286,7 @@ class RunWriter:
                 drills.append(entry)
             else:
                 drills[index] = entry
-            write_json(self.run_dir / RESULTS, self._results)
+            write_json(self.run_dir / RESULTS, self._results, durable=self._durable)
 
     def finalize(self) -> dict[str, Any]:
         """Seal the run: final ``results.json``, ``junit.xml``, then the chained manifest."""
@@ -272,8 +300,9 @@ class RunWriter:
                 status="complete",
                 verdict="pass" if passed else "fail",
             )
-            write_json(self.run_dir / RESULTS, self._results)
-            write_atomic(self.run_dir / JUNIT, build_junit(self._results, self.run_dir))
+            write_json(self.run_dir / RESULTS, self._results, durable=self._durable)
+            junit = build_junit(self._results, self.run_dir)
+            write_atomic(self.run_dir / JUNIT, junit, durable=self._durable)
             files = hash_tree(self.run_dir)
             root = self.run_dir.parent
             with _chain_lock(root):
@@ -285,7 +314,7 @@ class RunWriter:
                     "files": files,
                     "previous": previous,
                 }
-                write_json(self.run_dir / MANIFEST, manifest)
+                write_json(self.run_dir / MANIFEST, manifest, durable=self._durable)
             self._finalized = True
             log.log(
                 logging.DEBUG if self._synthetic else logging.INFO,  # a history is thousands

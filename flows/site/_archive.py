@@ -1,14 +1,35 @@
 """The archive: an index of months and one page per month listing its nights, runs and gaps.
 
 The month pages are searchable, which is how a run id is found: run pages opt
-out of the search index.
+out of the search index. A synthetic run (``"synthetic": true`` in its results,
+the ``synthetic`` column of the runs frame) carries a SYNTHETIC badge beside its
+verdict.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 
-from flows.site._html import a, badge, evidence_badge, gaps_cell, h, html_table, run_href, tr
+from flows.site._html import (
+    a,
+    badge,
+    evidence_badge,
+    gaps_cell,
+    h,
+    html_table,
+    records,
+    run_href,
+    tr,
+)
+
+
+def _verdict(run: Any) -> str:
+    """The verdict badge, and SYNTHETIC for a made-up run."""
+    text = badge(run.verdict or run.status)
+    # A runs frame without the column (built by hand, or by an older loader) has none.
+    return f"{text} {badge('synthetic')}" if bool(getattr(run, "synthetic", False)) else text
 
 
 def archive_index(runs: pd.DataFrame, found: pd.DataFrame) -> str:
@@ -64,15 +85,15 @@ def archive_month(month: str, runs: pd.DataFrame, found: pd.DataFrame) -> str:
                     f"{r.night:%Y-%m-%d}",
                     a(run_href(r.run_id, "../../"), r.run_id),
                     f"{r.started_at:%H:%M:%S}",
-                    badge(r.verdict or r.status),
+                    _verdict(r),
                     h(r.failed.replace(",", ", ")),
                     evidence_badge(r.status, r.verified, r.problems),
                 ]
             ),
         )
-        for r in runs.itertuples(index=False)
+        for r in records(runs)
     ]
-    for g in found.itertuples(index=False):
+    for g in records(found):
         what = (
             badge("gap", "no run")
             if g.kind == "missing_night"

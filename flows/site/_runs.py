@@ -106,6 +106,145 @@ def _log_lines(name: str, lines: list[str], limit: int = 4) -> str:
     )
 
 
+SYNTHETIC_NOTE = (
+    "Synthetic run: written by <code>python -m flows synth</code> for demos and tests "
+    '(<code>"synthetic": true</code> in results.json). It says nothing about the supervisor.'
+)
+
+
+def is_synthetic(results: dict[str, Any] | None) -> bool:
+    """Whether a run's ``results.json`` marks it as made up (``"synthetic": true``)."""
+    return results is not None and results.get("synthetic") is True
+
+
+def _dict(value: object) -> dict[str, Any]:
+    """``value`` if it is a JSON object, else empty: a damaged results.json still renders."""
+    return value if isinstance(value, dict) else {}
+
+
+def _facts(run: Any, results: dict[str, Any], scope: list[str]) -> str:
+    host, versions = _dict(results.get("host")), _dict(results.get("versions"))
+    started, finished = run.started_at, run.finished_at
+    took = (
+        f" ({(finished - started).total_seconds():.1f} s)"
+        if not pd.isna(started) and not pd.isna(finished)
+        else ""
+    )
+    facts = [
+        ("Date", f"{when(started)} → {when(finished)}{took}"),
+        ("Drill command", f"<code>{h(run.command or '—')}</code>"),
+        ("Artifact folder", f"<code>{h(run.path)}</code>"),
+        ("Scope", f"{len(scope)} drill(s): {h(', '.join(scope) or 'none')}"),
+        (
+            "Host",
+            h(
+                f"{host.get('hostname', '?')}, {host.get('platform', '?')}, "
+                f"{host.get('cpus', '?')} CPU(s)"
+            ),
+        ),
+        ("Versions", h(", ".join(f"{k} {v}" for k, v in versions.items()) or "—")),
+        ("Git commit", f"<code>{h(results.get('git_commit') or '—')}</code>"),
+    ]
+    return "<p>" + "<br>\n".join(f"<strong>{k}:</strong> {v}" for k, v in facts) + "</p>"
+
+
+def _nav(run: Any, neighbours: tuple[str | None, str | None]) -> str:
+    prev, nxt = neighbours
+    nav = []
+    if prev:
+        nav.append(f"← previous run {a(f'../{prev}/', prev)}")
+    if nxt:
+        nav.append(f"next run {a(f'../{nxt}/', nxt)} →")
+    if not pd.isna(run.started_at):
+        month = f"{run.started_at:%Y-%m}"
+        nav.append(a(f"../../archive/{month}/", f"all runs of {month}"))
+    return f"<p>{' · '.join(nav)}</p>"
+
+
+def _drill_results(entries: list[dict[str, Any]], logs: dict[str, list[str]]) -> list[str]:
+    out = []
+    for d in entries:
+        did, name = str(d.get("id")), str(d.get("log") or "")
+        dur = d.get("duration_s")
+        value = _dict(d.get("metrics")).get(trends.KEY_METRICS.get(did, ""))
+        metric = metric_text(did, value if isinstance(value, int | float) else None)
+        out.append(
+            f'<h3 id="drill-{h(did)}">{badge(str(d.get("status")))} '
+            f"{a(f'../../drills/{quote(did)}/', h(did))}</h3>"
+        )
+        out.append(
+            f"<p>{h(d.get('summary', ''))}<br>\n"
+            f"{f'{dur:.2f} s' if isinstance(dur, int | float) else 'no duration'} · "
+            f"{h(metric)}</p>"
+        )
+        out.append(_log_lines(name, logs[name]) if name in logs else "<p>No log was written.</p>")
+    return out
+
+
+def _findings(
+    run: Any, entries: list[dict[str, Any]], scope: list[str], manifest_error: str | None
+) -> str:
+    findings = []
+    for d in entries:
+        status = d.get("status")
+        if status in ("fail", "error"):
+            findings.append(
+                f"<strong>{h(d.get('id'))}</strong> {h(status)}: {h(d.get('summary', ''))}"
+            )
+        elif status == "incomplete":
+            findings.append(
+                f"<strong>{h(d.get('id'))}</strong> did not finish: the run stopped before it"
+            )
+    missing = [d for d in trends.EXPECTED_DRILLS if d not in scope]
+    if missing:
+        findings.append(f"not in this run's scope: {h(', '.join(missing))}")
+    findings += [f"evidence: {h(line)}" for line in run.problems.splitlines()]
+    if manifest_error:
+        findings.append(f"evidence: {h(manifest_error)}")
+    if not findings:
+        return "<p>None.</p>"
+    return "<ul>\n" + "\n".join(f"<li>{f}</li>" for f in findings) + "\n</ul>"
+
+
+def _conclusion(run: Any, entries: list[dict[str, Any]]) -> str:
+    passed = sum(d.get("status") == "pass" for d in entries)
+    if run.status != "complete":
+        conclusion = (
+            f"The run is {h(run.status)}: {passed} of {len(entries)} drill(s) passed "
+            "before it stopped, so it proves nothing about the rest."
+        )
+    elif run.verdict == "pass":
+        conclusion = f"All {len(entries)} drill(s) in scope passed."
+    else:
+        conclusion = f"{len(entries) - passed} of {len(entries)} drill(s) did not pass."
+    if run.verified:
+        conclusion += " The evidence files verify intact against the manifest and the chain."
+    elif run.problems:
+        conclusion += " The evidence does <strong>not</strong> verify: treat this run as untrusted."
+    return f"<p>{conclusion}</p>"
+
+
+def _evidence_files(manifest: dict[str, Any] | None, copied: set[str], known: set[str]) -> str:
+    if manifest is None or not isinstance(manifest.get("files"), dict):
+        return "<p>No manifest.json: the run was never sealed, so its files cannot be checked.</p>"
+    files = sorted(manifest["files"].items())
+    links = ", ".join(a(quote(n), h(n)) for n, _ in files if n in copied)
+    rows = "\n".join(f"{h(digest)}  {h(name)}" for name, digest in files)
+    out = (
+        f"<p>The sha256 of every file as sealed in manifest.json. Raw files: "
+        f"{links}.</p>\n<pre><code>{rows}</code></pre>"
+    )
+    previous = manifest.get("previous")
+    if not isinstance(previous, dict):
+        return out + "\n<p>First run of its chain (<code>previous</code> is null).</p>"
+    pid = str(previous.get("run_id"))
+    target = a(f"../{quote(pid)}/", h(pid)) if pid in known else h(pid)
+    return out + (
+        f"\n<p>Chained to {target} by the sha256 of its manifest, "
+        f"<code>{h(previous.get('manifest_sha256'))}</code>.</p>"
+    )
+
+
 def run_page(
     run: Any,
     results: dict[str, Any] | None,
@@ -123,139 +262,35 @@ def run_page(
     elements: MkDocs passes it through without the Markdown inline and TOC work
     that dominated the build at thousands of runs. Search skips run pages (the
     archive months carry their ids); their index would be megabytes for every
-    visitor.
+    visitor. A synthetic run carries a SYNTHETIC badge beside its verdict.
     """
     results = results or {}
     entries = [d for d in results.get("drills") or [] if isinstance(d, dict)]
-    host = results.get("host") if isinstance(results.get("host"), dict) else {}
-    versions = results.get("versions") if isinstance(results.get("versions"), dict) else {}
-    started, finished = run.started_at, run.finished_at
-    took = (
-        f" ({(finished - started).total_seconds():.1f} s)"
-        if not pd.isna(started) and not pd.isna(finished)
-        else ""
-    )
     scope = [str(d.get("id")) for d in entries]
-    missing = [d for d in trends.EXPECTED_DRILLS if d not in scope]
-    month = f"{started:%Y-%m}" if not pd.isna(started) else None
-    prev, nxt = neighbours
-    facts = [
-        ("Date", f"{when(started)} → {when(finished)}{took}"),
-        ("Drill command", f"<code>{h(run.command or '—')}</code>"),
-        ("Artifact folder", f"<code>{h(run.path)}</code>"),
-        ("Scope", f"{len(scope)} drill(s): {h(', '.join(scope) or 'none')}"),
-        (
-            "Host",
-            h(
-                f"{host.get('hostname', '?')}, {host.get('platform', '?')}, "
-                f"{host.get('cpus', '?')} CPU(s)"
-            ),
-        ),
-        ("Versions", h(", ".join(f"{k} {v}" for k, v in versions.items()) or "—")),
-        ("Git commit", f"<code>{h(results.get('git_commit') or '—')}</code>"),
-    ]
-    nav = []
-    if prev:
-        nav.append(f"← previous run {a(f'../{prev}/', prev)}")
-    if nxt:
-        nav.append(f"next run {a(f'../{nxt}/', nxt)} →")
-    if month:
-        nav.append(a(f"../../archive/{month}/", f"all runs of {month}"))
-    out = [
-        SEARCH_EXCLUDE + f"# {run.run_id}",
-        "",
-        '<div class="run-page">',
-        f"<p>{badge(run.verdict or run.status)} "
-        f"{evidence_badge(run.status, run.verified, run.problems)}</p>",
-        "<p>" + "<br>\n".join(f"<strong>{k}:</strong> {v}" for k, v in facts) + "</p>",
-        f"<p>{' · '.join(nav)}</p>",
-        '<h2 id="results">Results</h2>',
-    ]
-    for d in entries:
-        did, name = str(d.get("id")), str(d.get("log") or "")
-        dur = d.get("duration_s")
-        metrics = d.get("metrics") if isinstance(d.get("metrics"), dict) else {}
-        value = metrics.get(trends.KEY_METRICS.get(did, ""))
-        metric = metric_text(did, value if isinstance(value, int | float) else None)
-        out.append(
-            f'<h3 id="drill-{h(did)}">{badge(str(d.get("status")))} '
-            f"{a(f'../../drills/{quote(did)}/', h(did))}</h3>"
-        )
-        out.append(
-            f"<p>{h(d.get('summary', ''))}<br>\n"
-            f"{f'{dur:.2f} s' if isinstance(dur, int | float) else 'no duration'} · "
-            f"{h(metric)}</p>"
-        )
-        out.append(_log_lines(name, logs[name]) if name in logs else "<p>No log was written.</p>")
-    findings = []
-    for d in entries:
-        status = d.get("status")
-        if status in ("fail", "error"):
-            findings.append(
-                f"<strong>{h(d.get('id'))}</strong> {h(status)}: {h(d.get('summary', ''))}"
-            )
-        elif status == "incomplete":
-            findings.append(
-                f"<strong>{h(d.get('id'))}</strong> did not finish: the run stopped before it"
-            )
-    if missing:
-        findings.append(f"not in this run's scope: {h(', '.join(missing))}")
-    findings += [f"evidence: {h(line)}" for line in run.problems.splitlines()]
-    if manifest_error:
-        findings.append(f"evidence: {h(manifest_error)}")
-    out.append('<h2 id="findings">Findings</h2>')
-    out.append(
-        "<ul>\n" + "\n".join(f"<li>{f}</li>" for f in findings) + "\n</ul>"
-        if findings
-        else "<p>None.</p>"
+    badges = f"{badge(run.verdict or run.status)} {evidence_badge(run.status, run.verified, run.problems)}"
+    if is_synthetic(results):
+        badges += f" {badge('synthetic')}</p>\n<p>{SYNTHETIC_NOTE}"
+    return "\n".join(
+        [
+            SEARCH_EXCLUDE + f"# {run.run_id}",
+            "",
+            '<div class="run-page">',
+            f"<p>{badges}</p>",
+            _facts(run, results, scope),
+            _nav(run, neighbours),
+            '<h2 id="results">Results</h2>',
+            *_drill_results(entries, logs),
+            '<h2 id="findings">Findings</h2>',
+            _findings(run, entries, scope, manifest_error),
+            '<h2 id="conclusion">Conclusion</h2>',
+            _conclusion(run, entries),
+            '<h2 id="evidence-files">Evidence files</h2>',
+            _evidence_files(manifest, copied, known),
+            '<h2 id="verify-it-yourself">Verify it yourself</h2>',
+            f"<pre><code>python -m flows verify {h(run.path)}\n"
+            f"python -m flows verify {h(root)}   # every run and the hash chain</code></pre>",
+            f"<p>See {a('../../../verify/', 'how to verify evidence')}.</p>",
+            "</div>",
+            "",
+        ]
     )
-    passed = sum(d.get("status") == "pass" for d in entries)
-    if run.status != "complete":
-        conclusion = (
-            f"The run is {h(run.status)}: {passed} of {len(entries)} drill(s) passed "
-            "before it stopped, so it proves nothing about the rest."
-        )
-    elif run.verdict == "pass":
-        conclusion = f"All {len(entries)} drill(s) in scope passed."
-    else:
-        conclusion = f"{len(entries) - passed} of {len(entries)} drill(s) did not pass."
-    if run.verified:
-        conclusion += " The evidence files verify intact against the manifest and the chain."
-    elif run.problems:
-        conclusion += " The evidence does <strong>not</strong> verify: treat this run as untrusted."
-    out += [
-        '<h2 id="conclusion">Conclusion</h2>',
-        f"<p>{conclusion}</p>",
-        '<h2 id="evidence-files">Evidence files</h2>',
-    ]
-    if manifest and isinstance(manifest.get("files"), dict):
-        files = sorted(manifest["files"].items())
-        links = ", ".join(a(quote(n), h(n)) for n, _ in files if n in copied)
-        rows = "\n".join(f"{h(digest)}  {h(name)}" for name, digest in files)
-        out.append(
-            f"<p>The sha256 of every file as sealed in manifest.json. Raw files: "
-            f"{links}.</p>\n<pre><code>{rows}</code></pre>"
-        )
-        previous = manifest.get("previous")
-        if isinstance(previous, dict):
-            pid = str(previous.get("run_id"))
-            target = a(f"../{quote(pid)}/", h(pid)) if pid in known else h(pid)
-            out.append(
-                f"<p>Chained to {target} by the sha256 of its manifest, "
-                f"<code>{h(previous.get('manifest_sha256'))}</code>.</p>"
-            )
-        else:
-            out.append("<p>First run of its chain (<code>previous</code> is null).</p>")
-    else:
-        out.append(
-            "<p>No manifest.json: the run was never sealed, so its files cannot be checked.</p>"
-        )
-    out += [
-        '<h2 id="verify-it-yourself">Verify it yourself</h2>',
-        f"<pre><code>python -m flows verify {h(run.path)}\n"
-        f"python -m flows verify {h(root)}   # every run and the hash chain</code></pre>",
-        f"<p>See {a('../../../verify/', 'how to verify evidence')}.</p>",
-        "</div>",
-        "",
-    ]
-    return "\n".join(out)
