@@ -23,8 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from flows.drills import KEY_METRICS, DrillOptions  # noqa: E402
+from flows.drills import DrillOptions  # noqa: E402
 from flows.evidence import new_run_dir, verify  # noqa: E402
+from flows.registry import KEY_METRICS, key_metric  # noqa: E402
 from flows.runner import run_drills  # noqa: E402
 from flows.trends.stats import percentile  # noqa: E402
 
@@ -53,9 +54,9 @@ def main(runs: int = 50, keep: bool = False, load: bool = True) -> dict[str, flo
                     passes += 1
                 else:
                     failures.append(f"run {i} {d['id']}: {d['summary']}")
-                value = (d.get("metrics") or {}).get(KEY_METRICS[d["id"]])
-                if isinstance(value, int | float):
-                    per_drill[d["id"]].append(float(value))
+                value = key_metric(d["id"], d.get("metrics"))
+                if value is not None:
+                    per_drill[d["id"]].append(value)
             print(
                 f"run {i}/{runs}: {results['verdict']} in {time.monotonic() - t0:.1f} s"
                 f" ({passes}/{executions} passes so far)",

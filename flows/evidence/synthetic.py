@@ -26,7 +26,7 @@ from typing import Any
 
 from flows.errors import EvidenceError
 from flows.evidence.writer import RunWriter, new_run_dir
-from flows.trends.maths import EXPECTED_DRILLS
+from flows.registry import DRILL_IDS
 
 __all__ = ["cmd_synth", "write_synthetic_runs"]
 
@@ -199,8 +199,8 @@ class _History:
 
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
-        self.episode = dict.fromkeys(EXPECTED_DRILLS, 0)
-        self.base = {d: 0.01 for d in EXPECTED_DRILLS} | {"api_kill": 0.04, "sigkill": 0.02}
+        self.episode = dict.fromkeys(DRILL_IDS, 0)
+        self.base = {d: 0.01 for d in DRILL_IDS} | {"api_kill": 0.04, "sigkill": 0.02}
 
     def outcome(self, drill: str) -> str:
         r = self.rng.random()
@@ -331,10 +331,10 @@ def write_synthetic_runs(
     written: list[Path] = []
     for i, (offset, rerun) in enumerate(plan):
         at = start + timedelta(days=offset, seconds=rng.randrange(0, 40))
-        scope, command = EXPECTED_DRILLS, _NIGHTLY
+        scope, command = DRILL_IDS, _NIGHTLY
         if rerun:
             at += timedelta(hours=12, minutes=rng.randrange(60))
-            scope = (rng.choice(EXPECTED_DRILLS),)
+            scope = (rng.choice(DRILL_IDS),)
             command = _RERUN.format(drill=scope[0])
         night = _Night(
             at=at,

@@ -1,4 +1,4 @@
-"""One evidence page per run, and the run's raw files placed beside it."""
+"""One evidence page per run (a synthetic run labelled beside its verdict), and the run's raw files placed beside it."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from urllib.parse import quote
 
 import pandas as pd
 
+from flows.registry import DRILL_IDS, key_metric
 from flows.site._html import SEARCH_EXCLUDE, a, badge, evidence_badge, h, metric_text, when
-from flows.trends import maths as trends
 
 log = logging.getLogger("flows.site")
 
@@ -166,8 +166,7 @@ def _drill_results(entries: list[dict[str, Any]], logs: dict[str, list[str]]) ->
     for d in entries:
         did, name = str(d.get("id")), str(d.get("log") or "")
         dur = d.get("duration_s")
-        value = _dict(d.get("metrics")).get(trends.KEY_METRICS.get(did, ""))
-        metric = metric_text(did, value if isinstance(value, int | float) else None)
+        metric = metric_text(did, key_metric(did, d.get("metrics")))
         out.append(
             f'<h3 id="drill-{h(did)}">{badge(str(d.get("status")))} '
             f"{a(f'../../drills/{quote(did)}/', h(did))}</h3>"
@@ -195,7 +194,7 @@ def _findings(
             findings.append(
                 f"<strong>{h(d.get('id'))}</strong> did not finish: the run stopped before it"
             )
-    missing = [d for d in trends.EXPECTED_DRILLS if d not in scope]
+    missing = [d for d in DRILL_IDS if d not in scope]
     if missing:
         findings.append(f"not in this run's scope: {h(', '.join(missing))}")
     findings += [f"evidence: {h(line)}" for line in run.problems.splitlines()]
