@@ -1,4 +1,7 @@
-"""One evidence page per run (a synthetic run labelled beside its verdict), and the run's raw files placed beside it."""
+"""One evidence page per run, and the run's raw files placed beside it.
+
+A synthetic run (``"synthetic": true`` in its results) is labelled beside its verdict.
+"""
 
 from __future__ import annotations
 
