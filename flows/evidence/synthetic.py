@@ -277,7 +277,7 @@ def _write_run(root: Path, night: _Night, history: _History, rng: random.Random)
         versions=lambda: dict(_VERSIONS),
         git_commit=lambda: night.commit,
         synthetic=True,
-        durable=False,  # rebuilt from the seed, never kept: fsyncs made it 10x slower
+        durable=False,  # rebuilt from its seed, never kept; fsyncs were a third of the time
     )
     t = night.at + timedelta(milliseconds=rng.randrange(50, 400))
     for i, drill_id in enumerate(night.scope):
