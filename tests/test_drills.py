@@ -166,7 +166,7 @@ def test_recovery_drill_script_rejects_unknown_drill_with_valid_ids(tmp_path: Pa
     """An unknown drill id exits 2 and lists the valid ones; no run folder is made."""
     out = _script(str(tmp_path / "run"), "nope")
     assert out.returncode == 2
-    assert "unknown drill id(s) nope" in out.stderr
+    assert "invalid choice: 'nope'" in out.stderr
     for drill_id in drills.DRILL_IDS:
         assert drill_id in out.stderr
     assert not (tmp_path / "run").exists()

@@ -231,8 +231,11 @@ class Supervisor:
                 )
         return sup
 
-    def wait_healthy(self, timeout: float = HEALTH_DEADLINE_S) -> None:
-        """Wait for the listening line (port 0) and a 200 from /healthz; raise if it died."""
+    def wait_up(self, timeout: float = HEALTH_DEADLINE_S) -> bool:
+        """Wait for the listening line (port 0) and a 200 from /healthz: True; False if it exited.
+
+        Raises :class:`DrillSetupError` when it did neither within ``timeout``.
+        """
         end = time.monotonic() + timeout
         if not self.base_url:
             bound = wait_for(lambda: _LISTENING.search(self.log()) or self.exited(), timeout)
@@ -240,10 +243,21 @@ class Supervisor:
                 self.base_url = f"http://127.0.0.1:{bound.group(1)}"
         if self.base_url:
             wait_for(lambda: self.healthy() or self.exited(), end - time.monotonic(), interval=0.02)
-        if self.exited() or not self.base_url or not self.healthy():
+        if self.exited():
+            return False
+        if not self.base_url or not self.healthy():
             raise DrillSetupError(
-                f"supervisor pid {self.pid} did not answer /healthz within {timeout}s"
-                f" (exit status {self.popen.poll()}); its log ends: {self.log()[-1500:]!r}"
+                f"supervisor pid {self.pid} neither answered /healthz nor exited within"
+                f" {timeout}s; its log ends: {self.log()[-1500:]!r}"
+            )
+        return True
+
+    def wait_healthy(self, timeout: float = HEALTH_DEADLINE_S) -> None:
+        """Wait until /healthz answers 200; raise :class:`DrillSetupError` if it exited."""
+        if not self.wait_up(timeout):
+            raise DrillSetupError(
+                f"supervisor pid {self.pid} exited with status {self.popen.poll()} before"
+                f" /healthz answered; its log ends: {self.log()[-1500:]!r}"
             )
 
     @property
@@ -446,8 +460,10 @@ class DrillContext:
             self._tmp = tempfile.TemporaryDirectory(prefix="chaos-drill-")
         return Path(self._tmp.name)
 
-    def supervisor(self, db: Path | None = None, wait_workload: bool = True) -> Supervisor:
-        """Start a supervisor on the drill's config; wait for a stable workload by default."""
+    def supervisor(
+        self, db: Path | None = None, wait_workload: bool = True, wait_healthy: bool = True
+    ) -> Supervisor:
+        """Start a supervisor on the drill's config; wait for health and a stable workload."""
         config = self.workdir / "supervisor.toml"
         if not config.exists():
             config.write_text(self.options.config_text(), encoding="utf-8")
@@ -457,10 +473,11 @@ class DrillContext:
             config,
             db=db,
             command=self.options.supervisor_command,
+            wait_healthy=wait_healthy,
             note=self.log.line,
         )
         self.supervisors.append(sup)
-        if wait_workload:
+        if wait_healthy and wait_workload:
             sup.wait_workload(self.options.min_procs, stable_s=0.25)
         return sup
 

@@ -46,15 +46,19 @@ def run(ctx: DrillContext) -> tuple[bool, str]:
         f"built v0 DB {db}: {len(PROCESS_ROWS)} process rows, {len(EVENT_ROWS)} event"
         " rows, user_version 0, no created_at"
     )
-    sup = ctx.supervisor(db=db)
-    sup.start(wait_workload=False)  # the DB is the subject here, not the worker
+    # the DB is the subject, not the worker; a start that dies on the DB is a finding
+    sup = ctx.supervisor(db=db, wait_workload=False, wait_healthy=False)
+    sup.wait_up()
+    exit_status = sup.popen.poll()
     sup.stop()
-    trouble = [line for line in sup.supervisor_log().splitlines() if _DB_TROUBLE.search(line)]
+    trouble = [line for line in sup.log().splitlines() if _DB_TROUBLE.search(line)]
     for line in trouble:
         ctx.log.line(f"supervisor log: {line}")
     if trouble:
         ctx.metrics["db_log_errors"] = len(trouble)
         return False, f"supervisor logged a DB problem: {trouble[0][-200:]}"
+    if exit_status is not None:
+        return False, f"supervisor exited with status {exit_status} on the v0 DB before /healthz"
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
