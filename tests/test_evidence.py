@@ -753,3 +753,31 @@ def test_cli_synth_exit_codes_and_a_history_verify_names_as_synthetic(tmp_path):
     blocked = cli("synth", "--artifacts", str(tmp_path / "a-file"), "--runs", "2")
     assert blocked.returncode == 2
     assert f"cannot create a run folder in {tmp_path / 'a-file'}" in blocked.stderr
+
+
+def test_the_writer_fsyncs_by_default_and_not_when_told_otherwise(tmp_path, monkeypatch):
+    """Real evidence is fsynced; durable=False (a rebuildable history) skips only that."""
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    make_run(tmp_path / "kept", 0)
+    assert len(synced) >= 4  # results.json, junit.xml, manifest.json and their folder
+    synced.clear()
+    writer = RunWriter(tmp_path / "rebuilt", drills=["x"], command="t", config=None, durable=False)
+    run_drill(writer, "x")
+    writer.finalize()
+    assert synced == []
+    assert verify(writer.run_dir).ok and leftovers(writer.run_dir) == []
+
+
+def test_the_chain_tail_rereads_a_manifest_changed_since_it_was_seen(tmp_path):
+    """The writer's manifest cache never links a new run to stale bytes."""
+    first = make_run(tmp_path, 0)
+    assert writer_module._chain_tail(tmp_path, exclude="")["run_id"] == first.name  # cached
+    edited = manifest(first) | {"note": "rewritten in place"}
+    (first / "manifest.json").write_text(json.dumps(edited))
+    second = make_run(tmp_path, 1)
+    assert manifest(second)["previous"] == {
+        "run_id": first.name,
+        "manifest_sha256": sha256(first / "manifest.json"),
+    }
