@@ -20,7 +20,6 @@ from flows.drills import DrillOptions, kill_leftovers, run_drill
 from flows.drills._log import DrillLog
 from flows.errors import FlowsError
 from flows.evidence import RunWriter, new_run_dir
-from flows.evidence.writer import _unfinished
 from flows.registry import check_ids, key_metric
 from flows.trends.formatting import metric
 
@@ -109,9 +108,7 @@ def record_error(writer: RunWriter, drill_id: str, message: str) -> dict[str, An
         dlog = DrillLog(log_path)
         summary = dlog.finish(False, message)
         dlog.close()
-    entry = {**_unfinished(drill_id), "status": "error", "summary": summary}
-    writer.record(entry)
-    return entry
+    return writer.record({"id": drill_id, "status": "error", "summary": summary})
 
 
 def run_loop(

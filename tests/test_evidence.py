@@ -686,14 +686,15 @@ def test_a_synthetic_history_extends_an_existing_chain(tmp_path):
 
 
 def test_the_site_labels_synthetic_runs_and_only_those(tmp_path):
-    """A synthetic run's page and archive row say SYNTHETIC; a real run's do not."""
+    """A synthetic run's page, archive row and the home page say SYNTHETIC; a real run's not."""
     from flows.site import publish
     from flows.site._archive import archive_month
     from flows.trends.history import load_history
 
     root = tmp_path / "artifacts"
-    real = make_run(root, 0)
-    (fake,) = write_synthetic_runs(root, 1, seed=1, start=T0 + timedelta(days=1))
+    real = make_run(root, 0)  # started now, by the writer's clock
+    later = datetime.now(UTC) + timedelta(seconds=30)
+    (fake,) = write_synthetic_runs(root, 1, seed=1, start=later)  # the latest run
     docs = tmp_path / "docs"
     publish(root, tmp_path / "site", build=False, docs_dir=docs)
     pages = docs / "generated" / "runs"
@@ -704,11 +705,28 @@ def test_the_site_labels_synthetic_runs_and_only_those(tmp_path):
     assert "SYNTHETIC" not in real_page and "ynthetic run" not in real_page
 
     runs = load_history(root).runs
-    runs = runs.assign(synthetic=[bool(load_results(Path(p)).get("synthetic")) for p in runs.path])
-    rows = archive_month("2026-11", runs, runs.iloc[0:0].assign(kind="", drill=""))
+    assert runs.set_index("run_id")["synthetic"].to_dict() == {real.name: False, fake.name: True}
+    month = f"{later:%Y-%m}"
+    rows = archive_month(month, runs, runs.iloc[0:0].assign(kind="", drill=""))
     (fake_row,) = [r for r in rows.split("<tr>") if fake.name in r]
     (real_row,) = [r for r in rows.split("<tr>") if real.name in r]
     assert "SYNTHETIC" in fake_row and "SYNTHETIC" not in real_row
+    home = (docs / "generated" / "home.md").read_text()
+    assert "1 of 2 run(s) are synthetic" in home
+    latest = home.split("## Latest run", 1)[1].split("\n\n", 2)[1]
+    assert fake.name in latest and ">SYNTHETIC<" in latest
+
+
+def test_a_real_history_has_no_synthetic_warning(tmp_path):
+    """Real runs only: the home page carries no synthetic warning or badge."""
+    from flows.site import publish
+
+    root = tmp_path / "artifacts"
+    make_run(root, 0)
+    docs = tmp_path / "docs"
+    publish(root, tmp_path / "site", build=False, docs_dir=docs)
+    home = (docs / "generated" / "home.md").read_text()
+    assert "synthetic" not in home.lower()
 
 
 # --- CLI: synth, and verify of a failed run ----------------------------------------------

@@ -261,8 +261,12 @@ class RunWriter:
             raise ValueError(f"drill id must be a plain name, got {drill_id!r}")
         return self.run_dir / f"drill_{drill_id}.log"
 
-    def record(self, result: Mapping[str, Any]) -> None:
-        """Replace one drill's entry with its result; rewrites ``results.json`` atomically."""
+    def record(self, result: Mapping[str, Any]) -> dict[str, Any]:
+        """Replace one drill's entry with its result; rewrites ``results.json`` atomically.
+
+        Keys the result lacks get the unfinished entry's values (no start time, no
+        duration, no metrics, the drill's log name); returns the entry as recorded.
+        """
         entry = dict(result)
         drill_id, status = entry.get("id"), entry.get("status")
         if not isinstance(drill_id, str) or not drill_id:
@@ -287,6 +291,7 @@ class RunWriter:
             else:
                 drills[index] = entry
             write_json(self.run_dir / RESULTS, self._results, durable=self._durable)
+            return copy.deepcopy(entry)
 
     def finalize(self) -> dict[str, Any]:
         """Seal the run: final ``results.json``, ``junit.xml``, then the chained manifest."""

@@ -40,13 +40,28 @@ def _latest_run(history: History, now: pd.Timestamp, p: str) -> list[str]:
         ]
     last = next(records(placed.tail(1)))
     scope = len(last.scope.split(",")) if last.scope else 0
+    made_up = f" {badge('synthetic')}" if last.synthetic else ""
     return [
         "## Latest run",
         "",
-        f"{badge(last.verdict or last.status)} "
+        f"{badge(last.verdict or last.status)}{made_up} "
         f"{evidence_badge(last.status, last.verified, last.problems)}"
         f" {run_link(last.run_id, p)}, started {when(last.started_at)}, "
         f"{scope} drill(s) in scope. Published {when(now)}.",
+        "",
+        *_synthetic_note(runs),
+    ]
+
+
+def _synthetic_note(runs: pd.DataFrame) -> list[str]:
+    """A warning when the history holds synthetic runs: they prove nothing about the supervisor."""
+    count = int(runs["synthetic"].sum())
+    if not count:
+        return []
+    return [
+        f'!!! warning "{count} of {len(runs)} run(s) are synthetic"',
+        "    Written by `python -m flows synth` for demos and tests; they say nothing"
+        " about the supervisor. Each is marked SYNTHETIC on its page and in the archive.",
         "",
     ]
 

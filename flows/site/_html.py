@@ -19,7 +19,18 @@ import pandas as pd
 
 from flows.trends import formatting as fmt
 
-_BADGES = {"pass", "fail", "error", "incomplete", "missing", "gap", "ok", "broken", "unknown"}
+_BADGES = {
+    "pass",
+    "fail",
+    "error",
+    "incomplete",
+    "missing",
+    "gap",
+    "ok",
+    "broken",
+    "unknown",
+    "synthetic",
+}
 # Front matter that keeps a page out of the search index (drill and run pages).
 SEARCH_EXCLUDE = "---\nsearch:\n  exclude: true\n---\n\n"
 _MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]|#"})

@@ -53,6 +53,7 @@ _RUN_COLUMNS = {
     "command": "str",
     "scope": "str",
     "failed": "str",
+    "synthetic": "bool",
 }
 _DRILL_COLUMNS = {
     "run_id": "str",
@@ -170,6 +171,7 @@ def _read_run(
         "failed": ",".join(
             str(e.get("id")) for e in entries if e.get("status") in ("fail", "error")
         ),
+        "synthetic": results.get("synthetic") is True,
     }
     return run_row, [_drill_row(run_id, started, verified, e) for e in entries]
 
