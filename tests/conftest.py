@@ -21,14 +21,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from flows.drills.harness import (
-    REAL_SUPERVISOR,
-    Supervisor,
-    free_port,
-    runner_marker,
-    stop_all,
-    wait_for,
-)
+from flows.drills.harness import REAL_SUPERVISOR, Supervisor, free_port, stop_all, wait_for
+from flows.drills.markers import runner_marker
 from tests import broken_supervisor
 
 __all__ = ["Supervisor", "free_port", "wait_for"]

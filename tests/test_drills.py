@@ -11,7 +11,7 @@ import pytest
 
 import flows.drills as drills
 from flows.drills import DrillOptions, run_drill
-from flows.drills.harness import find_marked
+from flows.drills.markers import find_marked
 from flows.evidence import verify
 from flows.runner import run_drills
 from tests import broken_supervisor

@@ -27,7 +27,7 @@ from prefect.testing.utilities import prefect_test_harness
 import flows.pipeline.nightly as nightly
 import flows.runner as runner
 from flows.drills import DrillOptions
-from flows.drills.harness import marked_processes
+from flows.drills.markers import marked_processes
 from flows.evidence import verify
 from flows.pipeline.nightly import nightly_drills
 from tests import broken_supervisor

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from flows.drills import DrillOptions, run_drill
-from flows.drills.harness import marked_processes
+from flows.drills.markers import marked_processes
 from flows.evidence import list_runs, verify
 from tests.conftest import flows_cmd, run_flows
 

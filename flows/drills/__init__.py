@@ -29,7 +29,8 @@ from flows.drills import (
     sigterm,
 )
 from flows.drills._log import DrillLog
-from flows.drills.harness import DrillContext, DrillOptions, kill_leftovers, runner_marker
+from flows.drills.context import DrillContext, DrillOptions
+from flows.drills.markers import kill_leftovers, runner_marker
 from flows.errors import DrillSetupError, FlowsError
 from flows.registry import KEY_METRICS, check_ids
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 import time
 
 from flows.drills._http import call, kill_body_problems
-from flows.drills.harness import DrillContext, wait_for
+from flows.drills.context import DrillContext
+from flows.drills.harness import wait_for
 
 VANISH_GRACE_S = 0.5
 

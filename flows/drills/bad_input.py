@@ -10,7 +10,7 @@ from typing import Any
 import psutil
 
 from flows.drills._http import call
-from flows.drills.harness import DrillContext
+from flows.drills.context import DrillContext
 
 _JSON = {"Content-Type": "application/json"}
 
@@ -26,7 +26,11 @@ class Probe:
 
 
 def battery(name: str) -> list[Probe]:
-    big = b'{"name": "' + b"x" * (64 * 1024) + b'"}'
+    """Every probe, in the order the drill sends them."""
+    return [*_malformed(name), *_unknown_program(), *_unauthorised(name), *_edges()]
+
+
+def _malformed(name: str) -> list[Probe]:
     return [
         Probe(
             "invalid JSON",
@@ -58,6 +62,11 @@ def battery(name: str) -> list[Probe]:
             422,
             kwargs={"json": {"name": name, "command": ["/bin/sh"]}},
         ),
+    ]
+
+
+def _unknown_program() -> list[Probe]:
+    return [
         Probe(
             "unknown program (kill)",
             "POST",
@@ -72,6 +81,11 @@ def battery(name: str) -> list[Probe]:
             404,
             kwargs={"params": {"name": "no-such-program"}},
         ),
+    ]
+
+
+def _unauthorised(name: str) -> list[Probe]:
+    return [
         Probe("missing token", "GET", "/processes", 401, auth="none"),
         Probe("wrong token", "GET", "/processes", 401, auth="wrong"),
         Probe(
@@ -90,6 +104,12 @@ def battery(name: str) -> list[Probe]:
             auth="wrong",
             kwargs={"json": {"name": name}},
         ),
+    ]
+
+
+def _edges() -> list[Probe]:
+    big = b'{"name": "' + b"x" * (64 * 1024) + b'"}'
+    return [
         Probe(
             "body over 64 KiB",
             "POST",

@@ -10,7 +10,8 @@ from typing import Any
 import psutil
 
 from flows.drills._http import call
-from flows.drills.harness import DrillContext, wait_for
+from flows.drills.context import DrillContext
+from flows.drills.harness import wait_for
 
 RESTART_DEADLINE_S = 5.0
 

@@ -1,11 +1,9 @@
-"""The one harness: launch a real supervisor, find its workload by marker, clean up.
+"""The one harness: launch a real supervisor, judge it, and kill what it left.
 
-The drills use it at run time and the tests use the same code. The workload is
-found through an environment variable (``CHAOS_DRILL_MARKER``) that the harness
-sets on the supervisor and every program inherits, read with psutil; never by
-asking the supervisor, so a supervisor that loses track of a child cannot hide
-it. A marker is ``<runner pid>-<runner start time>-<uuid>``: a later run kills
-the leftovers of runners that no longer exist, and never a live runner's.
+The drills use it at run time (through :mod:`flows.drills.context`) and the
+tests use the same code. The workload is found by the marker every process of a
+launch inherits (:mod:`flows.drills.markers`), read with psutil; never by
+asking the supervisor, so a supervisor that loses track of a child cannot hide it.
 
 The supervisor binds port 0 and the harness reads the port from its
 ``event=listening`` log line, so no other process can take the port between a
@@ -17,14 +15,10 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
-import tomllib
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,97 +27,14 @@ from typing import Any, TypeVar
 import httpx
 import psutil
 
-from flows.drills._log import DrillLog
+from flows.drills.markers import MARKER_ENV, Note, find_marked, kill_marked
 from flows.errors import DrillSetupError
 
-MARKER_ENV = "CHAOS_DRILL_MARKER"
-DEMO_MIN_PROCS = 4  # the demo worker: leader, two children, one grandchild
 HEALTH_DEADLINE_S = 20.0
 REAL_SUPERVISOR = (sys.executable, "-m", "supervisor")
 _LISTENING = re.compile(r"event=listening url=http://[^ ]+:(\d+) ")
 
-DEMO_CONFIG = """\
-[[programs]]
-name = "worker"
-command = ["python", "-m", "supervisor.demo_worker"]
-autostart = true
-autorestart = true
-stop_signal = "TERM"
-stop_timeout = 5.0
-backoff_initial = 0.1
-"""
-
 T = TypeVar("T")
-Note = Callable[[str], None]
-
-
-# ----- markers and the processes that carry them ------------------------------
-
-
-def runner_marker() -> str:
-    """``<runner pid>-<runner start time>-<uuid>``: lets a later run spot our leftovers."""
-    me = psutil.Process()
-    return f"{me.pid}-{me.create_time():.2f}-{uuid.uuid4().hex[:12]}"
-
-
-def _owner_alive(marker: str) -> bool:
-    try:
-        pid, created, _ = marker.split("-", 2)
-        return abs(psutil.Process(int(pid)).create_time() - float(created)) < 0.05
-    except (ValueError, psutil.NoSuchProcess, psutil.AccessDenied):
-        return False
-
-
-def marked_processes(predicate: Callable[[str], bool]) -> list[psutil.Process]:
-    """Live (non-zombie) processes whose drill marker satisfies ``predicate``."""
-    found = []
-    me = os.getpid()
-    for proc in psutil.process_iter():
-        try:
-            if proc.pid == me:
-                continue
-            value = proc.environ().get(MARKER_ENV)
-            if value is not None and predicate(value) and proc.status() != psutil.STATUS_ZOMBIE:
-                found.append(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-    return found
-
-
-def find_marked(marker: str, exclude: Iterable[int] = ()) -> list[psutil.Process]:
-    """Every live process carrying exactly this marker, ``exclude`` left out."""
-    skip = set(exclude)
-    return [p for p in marked_processes(lambda v: v == marker) if p.pid not in skip]
-
-
-def kill_marked(predicate: Callable[[str], bool], timeout: float = 10.0) -> list[int]:
-    """SIGSTOP then SIGKILL every matching process until a scan finds none; their pids.
-
-    SIGSTOP first, so a process cannot fork between our scan and its SIGKILL.
-    """
-    killed: set[int] = set()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        procs = marked_processes(predicate)
-        if not procs:
-            break
-        for proc in procs:
-            for sig in (signal.SIGSTOP, signal.SIGKILL):
-                try:
-                    proc.send_signal(sig)
-                except (psutil.NoSuchProcess, psutil.AccessDenied):
-                    pass
-            killed.add(proc.pid)
-        psutil.wait_procs(procs, timeout=0.2)
-    return sorted(killed)
-
-
-def kill_leftovers(note: Note | None = None) -> list[int]:
-    """Kill processes left by drill runners that no longer exist; return their pids."""
-    pids = kill_marked(lambda value: not _owner_alive(value))
-    if pids and note:
-        note(f"killed {len(pids)} leftover process(es) of dead drill runs: {pids}")
-    return pids
 
 
 # ----- small helpers ---------------------------------------------------------------
@@ -401,92 +312,3 @@ def stop_all(supervisors: Iterable[Supervisor], marker: str, note: Note | None =
     left = kill_marked(lambda v: v == marker)
     if left and note:
         note(f"cleanup: killed {len(left)} leftover marked process(es): {left}")
-
-
-# ----- what a drill runs against ---------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DrillOptions:
-    """What a drill runs against.
-
-    ``supervisor_command`` is the argv that ``serve ...`` is appended to: the real
-    supervisor by default; tests that prove a drill can fail pass a broken one.
-    """
-
-    config: Path | None = None
-    supervisor_command: tuple[str, ...] = REAL_SUPERVISOR
-
-    def is_real(self) -> bool:
-        return self.supervisor_command == REAL_SUPERVISOR
-
-    def config_text(self) -> str:
-        if self.config is None:
-            return DEMO_CONFIG
-        try:
-            return self.config.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise DrillSetupError(f"drill config {self.config} cannot be read: {exc}") from exc
-
-    def programs(self) -> list[dict[str, Any]]:
-        try:
-            raw = tomllib.loads(self.config_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise DrillSetupError(f"drill config {self.config} is not valid TOML: {exc}") from exc
-        programs: list[dict[str, Any]] = raw.get("programs") or []
-        if not programs:
-            raise DrillSetupError(f"drill config {self.config} has no [[programs]]")
-        return programs
-
-    @property
-    def min_procs(self) -> int:
-        return DEMO_MIN_PROCS if self.config is None else 1
-
-
-@dataclass
-class DrillContext:
-    """One drill's options, log, marker, metrics and the supervisors it started."""
-
-    options: DrillOptions
-    log: DrillLog
-    marker: str
-    metrics: dict[str, Any] = field(default_factory=dict)
-    supervisors: list[Supervisor] = field(default_factory=list)
-    _tmp: tempfile.TemporaryDirectory[str] | None = None
-
-    @property
-    def workdir(self) -> Path:
-        if self._tmp is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="chaos-drill-")
-        return Path(self._tmp.name)
-
-    def supervisor(
-        self, db: Path | None = None, wait_workload: bool = True, wait_healthy: bool = True
-    ) -> Supervisor:
-        """Start a supervisor on the drill's config; wait for health and a stable workload."""
-        config = self.workdir / "supervisor.toml"
-        if not config.exists():
-            config.write_text(self.options.config_text(), encoding="utf-8")
-        sup = Supervisor.launch(
-            self.workdir,
-            self.marker,
-            config,
-            db=db,
-            command=self.options.supervisor_command,
-            wait_healthy=wait_healthy,
-            note=self.log.line,
-        )
-        self.supervisors.append(sup)
-        if wait_healthy and wait_workload:
-            sup.wait_workload(self.options.min_procs, stable_s=0.25)
-        return sup
-
-    def program_name(self) -> str:
-        return str(self.options.programs()[0]["name"])
-
-    def cleanup(self) -> None:
-        """Kill every supervisor we started and every marked process; log it if needed."""
-        stop_all(self.supervisors, self.marker, self.log.line)
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None

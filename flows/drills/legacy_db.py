@@ -6,7 +6,7 @@ import re
 import sqlite3
 from pathlib import Path
 
-from flows.drills.harness import DrillContext
+from flows.drills.context import DrillContext
 from supervisor.migrations import V0_SCHEMA
 
 _DB_TROUBLE = re.compile(

@@ -8,7 +8,8 @@ import signal
 import time
 
 from flows.drills._http import call
-from flows.drills.harness import DrillContext, wait_for
+from flows.drills.context import DrillContext
+from flows.drills.harness import wait_for
 
 SURVIVAL_LIMIT_S = 2.0
 

@@ -8,7 +8,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from flows.drills.harness import DrillContext, wait_for
+from flows.drills.context import DrillContext
+from flows.drills.harness import wait_for
 
 EXIT_GRACE_S = 0.2  # zombies aside, nothing may be alive this long after the exit
 
