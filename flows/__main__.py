@@ -1,3 +1,5 @@
+"""``python -m flows``: the command line (:mod:`flows.cli`)."""
+
 import sys
 
 from flows.cli import main

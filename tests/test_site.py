@@ -16,6 +16,7 @@ from flows.evidence.synthetic import write_synthetic_runs
 from flows.site import cmd_publish, publish, run_page_url
 from flows.trends import maths as trends
 from flows.trends.history import load_history
+from tests.conftest import run_flows
 
 
 class _Refs(HTMLParser):
@@ -256,3 +257,13 @@ def test_cli_publish_exits_1_when_a_run_does_not_verify(tmp_path, monkeypatch, c
     assert cmd_publish(Args()) == 1
     assert (tmp_path / "docs" / "generated" / "runs" / victim.name / "index.md").is_file()
     assert f"1 run(s) do not verify ({victim.name})" in capsys.readouterr().err
+
+
+def test_cli_publish_of_a_missing_root_is_a_usage_error(tmp_path):
+    """A mistyped --artifacts exits 2 naming the folder, and builds nothing."""
+    out = run_flows(
+        "publish", "--artifacts", str(tmp_path / "typo"), "--site-dir", str(tmp_path / "site")
+    )
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert f"evidence root {tmp_path / 'typo'} is not a folder" in out.stderr
+    assert not (tmp_path / "site").exists()

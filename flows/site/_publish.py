@@ -192,10 +192,19 @@ def cmd_publish(args: Any) -> int:
 
     Exit 0 when the site is built, 1 when it is built but some run's evidence
     does not verify (the site marks it) or the strict build fails, 2 when the
-    evidence root cannot be read.
+    evidence root does not exist or cannot be read. An existing root without
+    runs builds a site that says so.
     """
+    root = Path(args.artifacts)
+    if not root.is_dir():
+        print(
+            f"flows publish: evidence root {root} is not a folder; pass --artifacts ROOT"
+            " (the folder that holds the chaos-drill-* run folders)",
+            file=sys.stderr,
+        )
+        return 2
     try:
-        history = load_history(Path(args.artifacts))
+        history = load_history(root)
     except EvidenceError as exc:
         print(f"flows publish: {exc}", file=sys.stderr)
         return 2

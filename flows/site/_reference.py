@@ -42,6 +42,8 @@ def _help_blocks(parser: argparse.ArgumentParser, title: str) -> list[str]:
 def _routes() -> list[str]:
     from supervisor.api import create_app
 
+    # the schema is built from the routes alone: with manage_lifecycle=False the app never
+    # touches its manager or token, so none is made (that would start processes)
     schema = create_app(None, None, manage_lifecycle=False).openapi()  # type: ignore[arg-type]
     lines = ["| method | route | answers |", "| --- | --- | --- |"]
     for path, ops in schema["paths"].items():

@@ -13,7 +13,7 @@ from typing import Any
 
 import matplotlib
 
-matplotlib.use("Agg")
+matplotlib.use("Agg")  # no display here; must precede the pyplot-adjacent imports below
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
