@@ -26,7 +26,9 @@ EXIT_CODES = """exit codes (every command):
     2  usage or environment errors: bad arguments, an unknown drill id, a
        missing config, an evidence root that cannot be read or written, no
        runs to report
-  130  interrupted (Ctrl-C)"""
+  130  interrupted (Ctrl-C), as shells report it
+  verify checks integrity only: a sealed run whose verdict is fail is intact
+  evidence of a failure and verifies (0)."""
 
 # command -> (module, handler); each handler takes the parsed args, returns an exit code.
 _HANDLERS = {
@@ -77,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_nightly(sub)
     _add_serve(sub)
     sub.add_parser("drills", help="list the drills: id, title, key metric and unit")
+    for command in sub.choices.values():  # every command's --help carries the one rule
+        command.epilog = EXIT_CODES
+        command.formatter_class = argparse.RawDescriptionHelpFormatter
     return parser
 
 
@@ -194,7 +199,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = getattr(importlib.import_module(module_name), handler_name)
     try:
         return int(handler(args) or 0)
-    except FlowsError as exc:  # a handler reports what it expects; anything else is environment
+    except FlowsError as exc:  # a handler reports what it expects; the rest is environment
+        print(f"flows {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file or folder the command cannot use: name it, no traceback
         print(f"flows {args.command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -18,7 +18,7 @@ from typing import Any
 
 from flows.drills import DrillOptions, kill_leftovers, run_drill
 from flows.drills._log import DrillLog
-from flows.errors import FlowsError
+from flows.errors import FlowsError, SetupError
 from flows.evidence import RunWriter, new_run_dir
 from flows.registry import check_ids, key_metric
 from flows.trends.formatting import metric
@@ -146,13 +146,21 @@ def run_drills(
     return run_loop(writer, ids, options, progress)
 
 
+def config_path(value: str | None) -> Path | None:
+    """``--config``/``config`` as a path; :class:`SetupError` when it names no file."""
+    if not value:
+        return None
+    config = Path(value)
+    if not config.is_file():
+        raise SetupError(f"--config {config}: no such file; pass a supervisor TOML config")
+    return config
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """``python -m flows run``: 0 every drill passed, 1 one did not, 2 usage or environment."""
     try:
         ids = check_ids(args.drills)
-        config = Path(args.config) if args.config else None
-        if config is not None and not config.is_file():
-            raise FlowsError(f"--config {config}: no such file; pass a supervisor TOML config")
+        config = config_path(args.config)
         run_dir = Path(args.run_dir) if args.run_dir else new_run_dir(Path(args.artifacts))
         results = run_drills(run_dir, ids, DrillOptions(config=config), command=args.command_line)
     except FlowsError as exc:

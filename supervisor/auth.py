@@ -60,9 +60,16 @@ def resolve(token_file: Path | None, db_path: Path) -> Token:
         value = _read(path, "generated token file")
     else:
         value = secrets.token_urlsafe(32)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(value + "\n")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(value + "\n")
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot write the generated token file {path}: {exc.strerror}; make its folder"
+                " writable, or set SUPERVISOR_TOKEN or server.token_file"
+            ) from exc
     os.chmod(path, 0o600)
     log.info("event=token_generated path=%s (read it from there; it is never logged)", path)
     return Token(value, "generated")

@@ -23,9 +23,9 @@ from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from flows.errors import DeployError
 from flows.evidence import verify
 from flows.pipeline.deploy import (
-    DeployError,
     LocalServer,
     deploy_to_pool,
     nightly_deployment,

@@ -80,24 +80,20 @@ def _git(cwd: Path, *args: str) -> str:
     return out.stdout.strip()
 
 
-def test_git_commit_comes_from_the_working_directory_not_the_package(tmp_path, monkeypatch):
-    """A run started in a checkout records that checkout's HEAD; outside one, null."""
+def test_git_commit_is_the_packages_checkout_not_the_working_directorys(tmp_path, monkeypatch):
+    """A run started inside another repository records the drill code's commit, not that one."""
     if shutil.which("git") is None:
         pytest.skip("git is not installed")
-    checkout = tmp_path / "checkout"
-    checkout.mkdir()
-    _git(checkout, "init", "-q")
-    _git(checkout, "commit", "-q", "--allow-empty", "-m", "first")
-    head = _git(checkout, "rev-parse", "HEAD")
-    monkeypatch.chdir(checkout)
-    writer = RunWriter(tmp_path / "in-checkout", drills=["x"], command="t", config=None)
-    assert load_results(writer.run_dir)["git_commit"] == head
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    monkeypatch.chdir(outside)
-    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))  # no repo above tmp_path
-    writer = RunWriter(tmp_path / "outside-run", drills=["x"], command="t", config=None)
-    assert load_results(writer.run_dir)["git_commit"] is None
+    package_head = _git(REPO, "rev-parse", "HEAD")
+    other = tmp_path / "other"
+    other.mkdir()
+    _git(other, "init", "-q")
+    _git(other, "commit", "-q", "--allow-empty", "-m", "first")
+    other_head = _git(other, "rev-parse", "HEAD")
+    monkeypatch.chdir(other)
+    writer = RunWriter(tmp_path / "run", drills=["x"], command="t", config=None)
+    recorded = load_results(writer.run_dir)["git_commit"]
+    assert recorded == package_head and recorded != other_head
 
 
 def test_synthetic_runs_have_the_format_run_writer_writes(tmp_path):

@@ -95,3 +95,16 @@ def test_port_in_use_is_a_clear_error(supervisor_factory):
     assert second.wait_exit(timeout=20) == 2
     assert f"cannot listen on 127.0.0.1:{port}" in second.log()
     assert first.healthy()
+
+
+def test_an_unwritable_token_location_is_a_clear_error(supervisor_factory, tmp_path):
+    """No token given and no place to write one: exit 2 naming the file and the ways out."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the DB's folder should be\n")
+    sup = supervisor_factory(
+        [demo_program(autostart=False)], token=None, db=blocker / "state.db", wait_healthy=False
+    )
+    assert sup.wait_exit(timeout=20) == 2
+    assert f"cannot write the generated token file {blocker}/state.db.token" in sup.log()
+    assert "set SUPERVISOR_TOKEN or server.token_file" in sup.log()
+    assert "Traceback" not in sup.log()

@@ -31,7 +31,7 @@ from flows.drills import (
 from flows.drills._log import DrillLog
 from flows.drills.context import DrillContext, DrillOptions
 from flows.drills.markers import kill_leftovers, runner_marker
-from flows.errors import DrillSetupError, FlowsError
+from flows.errors import DrillSetupError, UnknownDrillError
 from flows.registry import KEY_METRICS, check_ids
 
 __all__ = [
@@ -59,7 +59,7 @@ DRILLS: dict[str, DrillFn] = {
     "kill_under_load": kill_under_load.run,
 }
 if tuple(DRILLS) != registry.DRILL_IDS:  # a drill added to one list and not the other
-    raise FlowsError(
+    raise UnknownDrillError(
         f"flows.drills.DRILLS has {list(DRILLS)} but flows.registry lists "
         f"{list(registry.DRILL_IDS)}; add or remove the drill in both, in the same order"
     )

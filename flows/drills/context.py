@@ -92,6 +92,7 @@ class DrillContext:
             config,
             db=db,
             command=self.options.supervisor_command,
+            host="127.0.0.1",  # a drill's supervisor is loopback-only, whatever [server] says
             wait_healthy=wait_healthy,
             note=self.log.line,
         )

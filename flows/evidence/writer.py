@@ -97,10 +97,16 @@ def _host() -> dict[str, Any]:
 
 
 def _git_commit() -> str | None:
-    """HEAD of the checkout the run is started from (the working directory), if any."""
+    """HEAD of the checkout this package runs from, if any: the provenance of the drill code.
+
+    Asked in the package's own folder, not the working directory: a run started
+    from another repository must not record that repository's commit, and an
+    installed package outside any checkout records null.
+    """
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
             capture_output=True,
             text=True,
             timeout=10,

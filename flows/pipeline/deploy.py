@@ -35,7 +35,7 @@ from prefect.schedules import Cron, Schedule
 from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 from prefect.types.entrypoint import EntrypointType
 
-from flows.errors import FlowsError
+from flows.errors import DeployError
 from flows.pipeline.nightly import nightly_drills
 
 __all__ = [
@@ -61,10 +61,6 @@ DESCRIPTION = (
     'drills = ["api_kill"]. Ends Failed when any drill fails or errors.'
 )
 SERVER_HEALTH_DEADLINE_S = 120.0
-
-
-class DeployError(FlowsError):
-    """A deployment or the local Prefect server could not be set up."""
 
 
 def nightly_schedule(cron: str | None = None, timezone: str | None = None) -> Schedule:

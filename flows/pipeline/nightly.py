@@ -35,10 +35,11 @@ from prefect.client.schemas.objects import State
 from prefect.states import Completed, Failed
 
 from flows.drills import DrillOptions
-from flows.errors import FlowsError
+from flows.errors import FlowsError, SetupError
 from flows.evidence import RunWriter, new_run_dir
 from flows.registry import check_ids
 from flows.runner import (
+    config_path,
     open_run,
     prepare,
     record_error,
@@ -88,18 +89,16 @@ def _drill_in_task(writer: RunWriter, drill_id: str, options: DrillOptions) -> d
 def publish_task(artifacts_root: str, site_dir: str) -> str:
     """Compute the trends and build the evidence site; the path of its index.html."""
     try:
-        from flows.site import publish
+        from flows.site import CHECKOUT_SITE, publish
     except ImportError as exc:
-        raise FlowsError(
+        raise SetupError(
             f"publish: flows.site.publish is not available ({exc}); the evidence is "
             "written, but no site was built. Rerun with publish=false (--no-publish), "
             "or install the evidence-site module"
         ) from exc
     site = Path(site_dir)
-    if site.resolve() == (Path.cwd() / "site").resolve():
-        return str(
-            publish(Path(artifacts_root), site)
-        )  # the checkout's docs/generated, as make site
+    if site.resolve() == CHECKOUT_SITE.resolve():
+        return str(publish(Path(artifacts_root), site))  # the checkout's docs/generated
     # Elsewhere (tests, shared storage) the generated pages are scratch, so the
     # repository's docs/ is never rewritten by a build it does not serve.
     with tempfile.TemporaryDirectory(prefix="flows-nightly-docs-") as docs:
@@ -251,8 +250,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     try:
         check_ids(args.drills)
-        if args.config and not Path(args.config).is_file():
-            raise FlowsError(f"--config {args.config}: no such file; pass a supervisor TOML config")
+        config_path(args.config)
     except FlowsError as exc:
         print(f"flows nightly: {exc}", file=sys.stderr)
         return 2

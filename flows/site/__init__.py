@@ -17,7 +17,7 @@ files), ``_html`` (escaping and badges), ``_build`` (mkdocs) and ``_publish``
 """
 
 from flows.site._build import build_site
-from flows.site._paths import run_page_url
+from flows.site._paths import CHECKOUT_SITE, run_page_url
 from flows.site._publish import cmd_publish, generate, publish
 
-__all__ = ["build_site", "cmd_publish", "generate", "publish", "run_page_url"]
+__all__ = ["CHECKOUT_SITE", "build_site", "cmd_publish", "generate", "publish", "run_page_url"]

@@ -7,6 +7,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent.parent
 DOCS = REPO / "docs"
 CONFIG = REPO / "mkdocs.yml"
+CHECKOUT_SITE = REPO / "site"  # where `make site` builds: the one site DOCS/generated is for
 GENERATED = "generated"
 
 
