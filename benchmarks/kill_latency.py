@@ -16,26 +16,24 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import select
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from flows.drills.harness import Supervisor, stop_all, wait_for  # noqa: E402
+from flows.drills.markers import runner_marker  # noqa: E402
 from flows.trends.stats import percentile  # noqa: E402
 
 DEMO_TREE = 4
@@ -46,23 +44,6 @@ name = "worker"
 command = ["python", "-m", "supervisor.demo_worker"]
 stop_timeout = 5.0
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"benchmark: timed out after {timeout}s waiting for {what}")
-        time.sleep(0.002)
 
 
 def _tree(leader: int) -> list[psutil.Process]:
@@ -109,52 +90,20 @@ def _alive(procs: list[psutil.Process]) -> list[psutil.Process]:
     return out
 
 
-class _Supervisor:
-    def __init__(self, workdir: Path) -> None:
-        self.token = secrets.token_urlsafe(24)
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = workdir / "bench.toml"
-        config.write_text(CONFIG)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SUPERVISOR_")}
-        env["SUPERVISOR_TOKEN"] = self.token
-        self.stderr = open(workdir / "supervisor.stderr", "ab")  # noqa: SIM115
-        self.popen = subprocess.Popen(
-            [sys.executable, "-m", "supervisor", "serve", "--config", str(config)]
-            + ["--port", str(self.port), "--db", str(workdir / "state.db")],
-            cwd=REPO,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=self.stderr,
-            stderr=self.stderr,
-        )
-        self.client = httpx.Client(
-            base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=30
-        )
-        _wait(self._healthy, 30, "GET /healthz")
+def _launch(workdir: Path) -> Supervisor:
+    """A real supervisor on the demo worker, through the one harness (port 0, marked)."""
+    config = workdir / "bench.toml"
+    config.write_text(CONFIG)
+    return Supervisor.launch(workdir, runner_marker(), config, name="bench")
 
-    def _healthy(self) -> bool:
-        if self.popen.poll() is not None:
-            raise RuntimeError(f"benchmark: supervisor exited with {self.popen.returncode}")
-        try:
-            return self.client.get("/healthz").status_code == 200
-        except httpx.TransportError:
-            return False
 
-    def leader(self) -> int:
-        return _wait(lambda: self.client.get("/process").json()["pid"], 10, "a leader pid")
+def _full_tree(sup: Supervisor) -> list[psutil.Process]:
+    leader = wait_for(lambda: sup.state()["pid"], 10, "a leader pid", interval=0.002)
+    return wait_for(lambda: _settled(leader), 10, "the demo tree, settled", interval=0.002)
 
-    def full_tree(self) -> list[psutil.Process]:
-        leader = self.leader()
 
-        return _wait(lambda: _settled(leader), 10, "the demo tree, settled")
-
-    def close(self) -> None:
-        self.client.close()
-        if self.popen.poll() is None:
-            self.popen.kill()
-            self.popen.wait()
-        self.stderr.close()
+def _close(sup: Supervisor) -> None:
+    stop_all([sup], sup.marker)
 
 
 def _summary(values: list[float]) -> dict[str, float]:
@@ -168,11 +117,11 @@ def _summary(values: list[float]) -> dict[str, float]:
 
 
 def measure_kill(cycles: int, workdir: Path) -> dict[str, Any]:
-    sup = _Supervisor(workdir)
+    sup = _launch(workdir)
     round_trips, server_side, leftovers = [], [], 0
     try:
         for _ in range(cycles):
-            tree = sup.full_tree()
+            tree = _full_tree(sup)
             started = time.perf_counter()
             response = sup.client.post("/process/kill", json={})
             round_trips.append((time.perf_counter() - started) * 1000)
@@ -183,7 +132,7 @@ def measure_kill(cycles: int, workdir: Path) -> dict[str, Any]:
             leftovers += len(_alive(tree)) + len(body["survivors"])
             sup.client.post("/process/start", json={}).raise_for_status()
     finally:
-        sup.close()
+        _close(sup)
     return {
         "kill_round_trip": _summary(round_trips),
         "kill_server_duration": _summary(server_side),
@@ -201,7 +150,7 @@ def measure_floor(cycles: int) -> dict[str, Any]:
             start_new_session=True,
             stdout=subprocess.DEVNULL,
         )
-        tree = _wait(partial(_settled, leader.pid), 10, "the demo tree, settled")
+        tree = wait_for(partial(_settled, leader.pid), 10, "the demo tree, settled", 0.002)
         fds = [os.pidfd_open(p.pid) for p in tree]
         started = time.perf_counter()
         os.killpg(leader.pid, signal.SIGTERM)
@@ -223,16 +172,16 @@ def measure_sigterm(runs: int, workdir: Path) -> dict[str, Any]:
     for i in range(runs):
         run_dir = workdir / f"sigterm-{i}"
         run_dir.mkdir()
-        sup = _Supervisor(run_dir)
+        sup = _launch(run_dir)
         try:
-            tree = sup.full_tree()
+            tree = _full_tree(sup)
             started = time.perf_counter()
             sup.popen.send_signal(signal.SIGTERM)
             codes.append(sup.popen.wait(timeout=60))
             exits.append((time.perf_counter() - started) * 1000)
             leftovers += len(_alive(tree))
         finally:
-            sup.close()
+            _close(sup)
     return {
         "sigterm_to_exit": _summary(exits),
         "exit_codes": codes,

@@ -16,19 +16,9 @@ import pytest
 from flows.drills import DrillOptions, run_drill
 from flows.drills.markers import marked_processes
 from flows.evidence import list_runs, verify
-from tests.conftest import flows_cmd, run_flows
+from tests.conftest import flows_cmd, run_flows, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def poll(condition, deadline_s: float, interval_s: float = 0.05):
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval_s)
-    return condition()
 
 
 def runner_processes(runner_pid: int) -> list:
@@ -56,7 +46,7 @@ def test_sigkilled_runner_leaves_incomplete_evidence_and_next_run_cleans_up(tmp_
             return False
         return len(runner_processes(first.pid)) >= 3
 
-    assert poll(second_drill_running, 60), "the second drill never started"
+    wait_for(second_drill_running, 60, "the second drill to start", interval=0.05)
     first.send_signal(signal.SIGKILL)
     first.wait()
     (dead_run,) = list_runs(root)
@@ -68,7 +58,7 @@ def test_sigkilled_runner_leaves_incomplete_evidence_and_next_run_cleans_up(tmp_
     second = run_flows("run", "--artifacts", str(root), "--drill", "legacy_db")
     assert second.returncode == 0, second.stderr[-2000:]
     assert "leftover process(es) of dead drill runs" in second.stderr
-    assert poll(lambda: not runner_processes(first.pid), 5)
+    wait_for(lambda: not runner_processes(first.pid), 5, "the dead runner's processes to go")
 
     report = verify(root)
     assert report.ok, report.problems

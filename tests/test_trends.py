@@ -293,12 +293,13 @@ def test_terminal_and_site_share_the_words_for_rates_ages_and_streaks():
     assert fmt.streak(3.0, False) == "3 × not pass" and fmt.streak(float("nan"), True) == "—"
     now = pd.Timestamp("2026-03-02 01:30", tz="UTC")
     assert fmt.last_night(now) == pd.Timestamp("2026-03-01", tz="UTC")
-    table = format_table(trends_table_of_one_stale_pass(now))
+    table = format_table(trends_table_of_one_stale_pass())
     assert table.loc["api_kill", "fresh"] == fmt.age(pd.Timedelta(hours=49))
     assert table.loc["api_kill", "pass all"] == "100%"
 
 
-def trends_table_of_one_stale_pass(now: pd.Timestamp) -> pd.DataFrame:
+def trends_table_of_one_stale_pass() -> pd.DataFrame:
+    """One passing api_kill run, summarised 49 h after it."""
     frame = drills_frame([(0, "api_kill", "pass")])
     return trends.drill_summary(runs_frame(frame), frame, DAY0 + pd.Timedelta(hours=49))
 
