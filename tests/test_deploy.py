@@ -14,7 +14,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -94,6 +94,65 @@ def test_serve_refuses_a_bad_timezone_with_exit_2() -> None:
     assert out.returncode == 2 and "'Nowhere/Land' is not an IANA zone" in out.stderr
 
 
+def _wait_registered(api: str) -> Any:
+    """The served deployment appears with its cron in UTC, its parameters and its limit."""
+    with temporary_settings(updates={PREFECT_API_URL: api}):
+        with get_client(sync_client=True) as client:
+
+            def registered():
+                try:
+                    return client.read_deployment_by_name("nightly-drills/nightly")
+                except Exception:  # ObjectNotFound until the runner has applied it
+                    return None
+
+            dep = wait_for(registered, 60, "deployment nightly-drills/nightly")
+    (schedule,) = dep.schedules
+    assert schedule.schedule.cron == "0 2 * * *"
+    assert schedule.schedule.timezone == "UTC" and schedule.active
+    assert dep.global_concurrency_limit.limit == 1
+    return dep
+
+
+def _ui_rerun_of_one_drill(api: str, tmp_path: Path, output) -> None:
+    """A Custom run with drills=["bad_input"] completes and writes its own verified folder."""
+    with temporary_settings(updates={PREFECT_API_URL: api}):
+        run = run_deployment(
+            "nightly-drills/nightly", parameters={"drills": ["bad_input"]}, timeout=180
+        )
+    assert run.state.is_completed(), (run.state, output()[-3000:])
+    (run_dir,) = (tmp_path / "art").glob("chaos-drill-*")
+    results = json.loads((run_dir / "results.json").read_text())
+    assert [d["id"] for d in results["drills"]] == ["bad_input"]
+    assert results["verdict"] == "pass" and verify(run_dir).ok
+    assert (tmp_path / "site" / "index.html").is_file()
+
+
+def _pool_deployment_registers(api: str, tmp_path: Path) -> None:
+    """A work-pool deployment lands on its queue, publish off, pulled from the source dir."""
+    with temporary_settings(updates={PREFECT_API_URL: api}):
+        with get_client(sync_client=True) as client:
+            client.create_work_pool(WorkPoolCreate(name="chaos-drills", type="process"))
+        pool_dep = deploy_to_pool(
+            "chaos-drills", "drill-01", "nightly-drill-01", source_dir=REPO,
+            artifacts_root=tmp_path / "shared", cron="0 2 * * *", timezone="UTC",
+        )  # fmt: skip
+        with get_client(sync_client=True) as client:
+            pooled = client.read_deployment(pool_dep)
+    assert (pooled.work_pool_name, pooled.work_queue_name) == ("chaos-drills", "drill-01")
+    assert pooled.parameters["publish"] is False
+    assert pooled.pull_steps and "set_working_directory" in json.dumps(pooled.pull_steps)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # its server gets SIGTERM from PR_SET_PDEATHSIG
+            proc.wait()
+
+
 @pytest.mark.slow
 def test_make_serve_serves_nightly_runs_a_ui_rerun_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     """``serve --with-server``: the server answers, the deployment is registered with its
@@ -120,57 +179,17 @@ def test_make_serve_serves_nightly_runs_a_ui_rerun_and_stops_on_ctrl_c(tmp_path:
                  150, "the Prefect server")  # fmt: skip
         assert proc.poll() is None, output()
         assert httpx.get(f"{api}/health", timeout=5).status_code == 200
-        with temporary_settings(updates={PREFECT_API_URL: api}):
-            with get_client(sync_client=True) as client:
-
-                def registered():
-                    try:
-                        return client.read_deployment_by_name("nightly-drills/nightly")
-                    except Exception:  # ObjectNotFound until the runner has applied it
-                        return None
-
-                dep = wait_for(registered, 60, "deployment nightly-drills/nightly")
-                (schedule,) = dep.schedules
-                assert schedule.schedule.cron == "0 2 * * *"
-                assert schedule.schedule.timezone == "UTC" and schedule.active
-                assert dep.parameters["artifacts_root"] == str(tmp_path / "art")
-                assert dep.global_concurrency_limit.limit == 1
-
-            run = run_deployment(
-                "nightly-drills/nightly", parameters={"drills": ["bad_input"]}, timeout=180
-            )
-            assert run.state.is_completed(), (run.state, output()[-3000:])
-            (run_dir,) = (tmp_path / "art").glob("chaos-drill-*")
-            results = json.loads((run_dir / "results.json").read_text())
-            assert [d["id"] for d in results["drills"]] == ["bad_input"]
-            assert results["verdict"] == "pass" and verify(run_dir).ok
-            assert (tmp_path / "site" / "index.html").is_file()
-
-            with get_client(sync_client=True) as client:
-                client.create_work_pool(WorkPoolCreate(name="chaos-drills", type="process"))
-            pool_dep = deploy_to_pool(
-                "chaos-drills", "drill-01", "nightly-drill-01", source_dir=REPO,
-                artifacts_root=tmp_path / "shared", cron="0 2 * * *", timezone="UTC",
-            )  # fmt: skip
-            with get_client(sync_client=True) as client:
-                pooled = client.read_deployment(pool_dep)
-            assert (pooled.work_pool_name, pooled.work_queue_name) == ("chaos-drills", "drill-01")
-            assert pooled.parameters["publish"] is False
-            assert pooled.pull_steps and "set_working_directory" in json.dumps(pooled.pull_steps)
-
+        dep = _wait_registered(api)
+        assert dep.parameters["artifacts_root"] == str(tmp_path / "art")
+        _ui_rerun_of_one_drill(api, tmp_path, output)
+        _pool_deployment_registers(api, tmp_path)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0, output()[-3000:]
         assert "Prefect server stopped" in output()
         with pytest.raises(httpx.HTTPError):
             httpx.get(f"{api}/health", timeout=2)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()  # its server gets SIGTERM from PR_SET_PDEATHSIG
-                proc.wait()
+        _stop(proc)
         log.close()
 
     # pause_on_shutdown=False: on the next server start the schedule is still active.
