@@ -38,11 +38,6 @@ class DrillInfo:
     metric: str
     unit: str
 
-    @property
-    def log_name(self) -> str:
-        """The drill's log file in a run folder."""
-        return f"drill_{self.id}.log"
-
 
 DRILLS: tuple[DrillInfo, ...] = (
     DrillInfo(

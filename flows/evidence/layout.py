@@ -23,6 +23,12 @@ JUNIT = "junit.xml"
 MANIFEST = "manifest.json"
 CHAIN_LOCK = ".chain.lock"
 
+
+def drill_log_name(drill_id: str) -> str:
+    """The file name of drill ``drill_id``'s log in a run folder."""
+    return f"drill_{drill_id}.log"
+
+
 _NAME = re.compile(re.escape(RUN_PREFIX) + r"(\d{8}-\d{6})(?:-(\d+))?")
 
 

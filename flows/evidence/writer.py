@@ -50,6 +50,7 @@ from flows.evidence.layout import (
     RESULTS,
     RUN_PREFIX,
     SCHEMA_VERSION,
+    drill_log_name,
     hash_tree,
     read_json,
     run_key,
@@ -136,7 +137,7 @@ def _unfinished(drill_id: str) -> dict[str, Any]:
         "started_at": None,
         "duration_s": None,
         "summary": _UNFINISHED,
-        "log": f"drill_{drill_id}.log",
+        "log": drill_log_name(drill_id),
         "metrics": {},
     }
 
@@ -265,7 +266,7 @@ class RunWriter:
         """Where drill ``drill_id`` writes its log."""
         if not drill_id or "/" in drill_id or drill_id in (".", ".."):
             raise ValueError(f"drill id must be a plain name, got {drill_id!r}")
-        return self.run_dir / f"drill_{drill_id}.log"
+        return self.run_dir / drill_log_name(drill_id)
 
     def record(self, result: Mapping[str, Any]) -> dict[str, Any]:
         """Replace one drill's entry with its result; rewrites ``results.json`` atomically.

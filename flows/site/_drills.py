@@ -8,6 +8,7 @@ from __future__ import annotations
 import pandas as pd
 
 from flows import registry
+from flows.evidence.layout import drill_log_name
 from flows.site._html import (
     SEARCH_EXCLUDE,
     a,
@@ -26,11 +27,11 @@ from flows.trends.formatting import rate
 
 def _intro(drill: str) -> str:
     if drill not in registry.KEY_METRICS:  # an old run may hold a drill since removed
-        return f"Passes when its log ends with a PASS line. Log file `drill_{drill}.log`."
+        return f"Passes when its log ends with a PASS line. Log file `{drill_log_name(drill)}`."
     info = registry.info(drill)
     return (
         f"Passes when {info.passes_when}. "
-        f"Log file `{info.log_name}`; key metric `{info.metric}` ({info.unit})."
+        f"Log file `{drill_log_name(drill)}`; key metric `{info.metric}` ({info.unit})."
     )
 
 

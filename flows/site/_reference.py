@@ -8,6 +8,7 @@ import argparse
 
 from flows import registry
 from flows.cli import build_parser
+from flows.evidence.layout import drill_log_name
 
 
 def _drill_table() -> list[str]:
@@ -18,7 +19,7 @@ def _drill_table() -> list[str]:
     for d in registry.DRILLS:
         passes = d.passes_when.replace("|", "\\|")
         lines.append(
-            f"| `{d.id}` | `{d.log_name}` | `{d.metric}` | {d.unit} | {d.title} | {passes} |"
+            f"| `{d.id}` | `{drill_log_name(d.id)}` | `{d.metric}` | {d.unit} | {d.title} | {passes} |"
         )
     return lines
 
