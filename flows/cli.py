@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from flows import registry
 from flows.errors import FlowsError
@@ -142,7 +144,13 @@ def _add_evidence(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def _add_nightly(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    nightly = sub.add_parser("nightly", help="run the nightly-drills Prefect flow once, locally")
+    nightly = sub.add_parser(
+        "nightly",
+        help="run the nightly-drills Prefect flow once, locally",
+        description="Run the nightly-drills flow once: on the server of $PREFECT_API_URL "
+        "(e.g. make serve) when set, else on a temporary local one. Drill ids: "
+        + ", ".join(registry.DRILL_IDS),
+    )
     nightly.add_argument("--artifacts", default=DEFAULT_ROOT, metavar="ROOT")
     _add_drill_option(nightly)
     nightly.add_argument("--config", metavar="FILE")
@@ -184,9 +192,32 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="FILE",
         help="the deployment's supervisor config (default: the demo worker)",
     )
+    serve.add_argument(
+        "--site-port",
+        type=int,
+        metavar="PORT",
+        help="also serve the built site on 127.0.0.1:PORT (0 picks one); the runs' "
+        "drill-site artifacts then link there",
+    )
+    serve.add_argument(
+        "--notify-url",
+        metavar="URL",
+        help="webhook the alerts (failed run, missed night) post to, as a Prefect "
+        "notification block (default: automations with no notification)",
+    )
+    serve.add_argument(
+        "--missed-window",
+        type=float,
+        metavar="SECONDS",
+        help="alert when no run completed within this many seconds "
+        "(default: env NIGHTLY_MISSED_WINDOW_S or 26 hours)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Every entry point keeps Prefect's state in the working directory's .prefect/
+    # unless the user chose a PREFECT_HOME; set before any command imports Prefect.
+    os.environ.setdefault("PREFECT_HOME", str(Path.cwd() / ".prefect"))
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

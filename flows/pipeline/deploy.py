@@ -30,7 +30,6 @@ import httpx
 from prefect import serve
 from prefect.client.schemas.schedules import CronSchedule
 from prefect.deployments.runner import RunnerDeployment
-from prefect.flows import Flow
 from prefect.schedules import Cron, Schedule
 from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 from prefect.types.entrypoint import EntrypointType
@@ -126,44 +125,45 @@ def deploy_to_pool(
     work_queue: str,
     name: str,
     *,
-    source_dir: str | Path,
     artifacts_root: str | Path,
+    working_dir: str | Path | None = None,
     site_dir: str | Path = "site",
     config: str | Path | None = None,
     publish: bool = False,
     cron: str | None = None,
     timezone: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> UUID:
-    """Register the nightly deployment on a work pool; its runs execute in ``source_dir``.
+    """Register the nightly deployment on a work pool's queue; its id.
 
-    The pool must exist (``prefect work-pool create POOL --type process``).
-
-    Run it on the host whose worker serves ``work_queue``: the flow is loaded from
-    that host's checkout, and that worker's runs drill that host's supervisor.
+    The pool must exist (``prefect work-pool create POOL --type process``). The
+    flow is loaded by module path (``flows.pipeline.nightly.nightly_drills``)
+    from the package installed where the queue's worker runs, not from a
+    checkout; each run starts in ``working_dir`` (the worker's default: a
+    temporary folder) with ``env`` added to the worker's environment.
     """
+    job_variables: dict[str, Any] = {}
+    if working_dir is not None:
+        job_variables["working_dir"] = str(Path(working_dir).resolve())
+    if env:
+        job_variables["env"] = dict(env)
     # sync_compatible, called from synchronous code: values, not coroutines (see above)
-    flow = cast(
-        Flow[..., Any],
-        nightly_drills.from_source(
-            source=str(Path(source_dir).resolve()),
-            entrypoint="flows/pipeline/nightly.py:nightly_drills",
+    deployment = cast(
+        RunnerDeployment,
+        nightly_drills.to_deployment(
+            name=name,
+            work_pool_name=work_pool,
+            work_queue_name=work_queue,
+            job_variables=job_variables,
+            schedule=nightly_schedule(cron, timezone),
+            concurrency_limit=1,
+            parameters=_parameters(artifacts_root, site_dir, config, publish),
+            tags=[*TAGS, work_queue],
+            description=DESCRIPTION,
+            entrypoint_type=EntrypointType.MODULE_PATH,
         ),
     )
-    deployment_id = flow.deploy(
-        name=name,
-        work_pool_name=work_pool,
-        work_queue_name=work_queue,
-        build=False,
-        push=False,
-        schedule=nightly_schedule(cron, timezone),
-        concurrency_limit=1,
-        parameters=_parameters(artifacts_root, site_dir, config, publish),
-        tags=[*TAGS, work_queue],
-        description=DESCRIPTION,
-        print_next_steps=False,
-        ignore_warnings=True,  # the "use .serve for local development" hint
-    )
-    return cast(UUID, deployment_id)
+    return cast(UUID, deployment.apply())
 
 
 def _die_with_parent_fn() -> Callable[[], None] | None:
@@ -174,12 +174,12 @@ def _die_with_parent_fn() -> Callable[[], None] | None:
     return lambda: prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
-def _port_free(port: int) -> bool:
+def _port_free(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         # As uvicorn binds: a port whose last connections sit in TIME_WAIT is free.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind(("127.0.0.1", port))
+            sock.bind((host, port))
         except OSError:
             return False
         return True
@@ -188,31 +188,43 @@ def _port_free(port: int) -> bool:
 class LocalServer:
     """``prefect server start`` on 127.0.0.1 as a child process; SQLite under PREFECT_HOME."""
 
-    def __init__(self, port: int, home: Path | None = None) -> None:
+    def __init__(
+        self,
+        port: int,
+        home: Path | None = None,
+        *,
+        host: str = "127.0.0.1",
+        env: dict[str, str] | None = None,
+        python: str | None = None,
+    ) -> None:
         self.port = port
+        self.host = host
         self.home = Path(home or get_current_settings().home)
         self.log_path = self.home / f"server-{port}.log"
+        self.env = dict(env or {})  # e.g. PREFECT_API_DATABASE_CONNECTION_URL
+        self.python = python or sys.executable
         self.popen: subprocess.Popen[bytes] | None = None
 
     @property
     def ui_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def api_url(self) -> str:
         return f"{self.ui_url}/api"
 
     def start(self, deadline_s: float = SERVER_HEALTH_DEADLINE_S) -> None:
-        if not _port_free(self.port):
+        if not _port_free(self.port, self.host):
             raise DeployError(
-                f"server: port {self.port} on 127.0.0.1 is in use (another Prefect server?); "
+                f"server: port {self.port} on {self.host} is in use (another Prefect server?); "
                 "pass --port N, or drop --with-server and set PREFECT_API_URL to that server"
             )
         self.home.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
         env.update(PREFECT_HOME=str(self.home), PREFECT_SERVER_ANALYTICS_ENABLED="false")
-        cmd = [sys.executable, "-m", "prefect", "server", "start",
-               "--host", "127.0.0.1", "--port", str(self.port)]  # fmt: skip
+        env.update(self.env)
+        cmd = [self.python, "-m", "prefect", "server", "start",
+               "--host", self.host, "--port", str(self.port)]  # fmt: skip
         with open(self.log_path, "ab") as log:
             # Its own session: Ctrl-C reaches only us, and we stop it after the runner.
             self.popen = subprocess.Popen(
@@ -260,8 +272,38 @@ def _serve(deployment: RunnerDeployment) -> None:
     serve(deployment, pause_on_shutdown=False, limit=1)
 
 
+def _alerts(deployment: RunnerDeployment, args: argparse.Namespace) -> None:
+    """Register the deployment and upsert its automations (:mod:`flows.pipeline.alerts`)."""
+    from flows.pipeline.alerts import ensure_alerts, missed_window, webhook_notifier
+
+    window = missed_window(args.missed_window)
+    deployment_id = cast(UUID, deployment.apply())
+    notifier = webhook_notifier(args.notify_url) if args.notify_url else None
+    ids = ensure_alerts({deployment.name: (deployment_id, "default")}, notifier, window)
+    print(f"automations: {', '.join(sorted(ids))} (notify: {args.notify_url or 'nobody'})",
+          flush=True)  # fmt: skip
+
+
+def _run_served(deployment: RunnerDeployment, args: argparse.Namespace) -> None:
+    """With a site server when ``--site-port``: flow runs then link the served pages."""
+    site = None
+    if args.site_port is not None:
+        from flows.pipeline.static import SiteServer
+
+        site = SiteServer(Path(args.site_dir), args.site_port)
+        site.start()
+        os.environ["NIGHTLY_SITE_URL"] = site.url  # inherited by the flow-run processes
+        print(f"evidence site: {site.url} (serving {Path(args.site_dir).resolve()})", flush=True)
+    try:
+        _alerts(deployment, args)
+        _serve(deployment)
+    finally:
+        if site is not None:
+            site.stop()
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    """``python -m flows serve [--with-server]``: serve ``nightly`` until Ctrl-C."""
+    """``python -m flows serve [--with-server] [--site-port N]``: serve ``nightly`` until Ctrl-C."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     try:
         if args.config and not Path(args.config).is_file():
@@ -283,7 +325,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print("flows serve: PREFECT_API_URL is not set, so this serves to a temporary "
                   "server without a UI that dies with this process; use --with-server "
                   "(make serve) or set PREFECT_API_URL", file=sys.stderr)  # fmt: skip
-        _serve(deployment)
+        try:
+            _run_served(deployment, args)
+        except DeployError as exc:
+            print(f"flows serve: {exc}", file=sys.stderr)
+            return 2
         return 0
     server = LocalServer(args.port)
     try:
@@ -294,7 +340,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
               flush=True)  # fmt: skip
         os.environ["PREFECT_API_URL"] = server.api_url  # for the flow-run processes
         with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
-            _serve(deployment)
+            _run_served(deployment, args)
     except DeployError as exc:
         print(f"flows serve: {exc}", file=sys.stderr)
         return 2

@@ -22,8 +22,9 @@ import shlex
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
+import httpx
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import (
     create_link_artifact,
@@ -32,12 +33,14 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State
+from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Completed, Failed
 
 from flows.drills import DrillOptions
 from flows.errors import FlowsError, SetupError
 from flows.evidence import RunWriter, new_run_dir
-from flows.registry import check_ids
+from flows.pipeline.events import emit_sealed, emit_verdict
+from flows.registry import DRILL_IDS, check_ids
 from flows.runner import (
     config_path,
     open_run,
@@ -59,10 +62,18 @@ __all__ = [
 
 FLOW_NAME = "nightly-drills"
 DRILL_TIMEOUT_S = 300.0  # the slowest drill takes ~6 s; a hang is a finding, not a wait
+LOCAL_SERVER_PORT = 4200  # make serve's
 SITE_URL_ENV = "NIGHTLY_SITE_URL"  # e.g. https://evidence.example/ when the site is served
 ARTIFACT_RESULTS = "drill-results"
 ARTIFACT_EVIDENCE = "drill-evidence"
 ARTIFACT_SITE = "drill-site"
+
+if TYPE_CHECKING:
+    DrillId = str
+else:
+    # The rerun form's multi-select: the JSON schema lists exactly the registry's ids,
+    # so a typo such as "api-kill" is refused by the API before a run starts.
+    DrillId = Literal[DRILL_IDS]
 
 
 @task(retries=0, cache_policy=NO_CACHE, persist_result=False)
@@ -80,16 +91,18 @@ def _drill_in_task(writer: RunWriter, drill_id: str, options: DrillOptions) -> d
     state = one(writer, drill_id, options, return_state=True)
     if state.is_completed():
         result: dict[str, Any] = state.result()
-        return result
-    message = f"error: the Prefect task ended {state.name}: {state.message or 'no message'}"
-    return record_error(writer, drill_id, message)
+    else:
+        message = f"error: the Prefect task ended {state.name}: {state.message or 'no message'}"
+        result = record_error(writer, drill_id, message)
+    emit_verdict(result)
+    return result
 
 
 @task(name="publish-site", retries=0, cache_policy=NO_CACHE, persist_result=False)
 def publish_task(artifacts_root: str, site_dir: str) -> str:
     """Compute the trends and build the evidence site; the path of its index.html."""
     try:
-        from flows.site import CHECKOUT_SITE, publish
+        from flows.site import publish
     except ImportError as exc:
         raise SetupError(
             f"publish: flows.site.publish is not available ({exc}); the evidence is "
@@ -97,7 +110,10 @@ def publish_task(artifacts_root: str, site_dir: str) -> str:
             "or install the evidence-site module"
         ) from exc
     site = Path(site_dir)
-    if site.resolve() == CHECKOUT_SITE.resolve():
+    checkout_site = getattr(sys.modules["flows.site"], "CHECKOUT_SITE", None)
+    if checkout_site is None:  # a site package that never writes into a checkout
+        return str(publish(Path(artifacts_root), site))
+    if site.resolve() == Path(checkout_site).resolve():
         return str(publish(Path(artifacts_root), site))  # the checkout's docs/generated
     # Elsewhere (tests, shared storage) the generated pages are scratch, so the
     # repository's docs/ is never rewritten by a build it does not serve.
@@ -110,14 +126,22 @@ def _options(config: str | None) -> DrillOptions:
 
 
 def run_page_link(site_index: Path, run_id: str) -> str:
-    """The URL of a run's page: under ``$NIGHTLY_SITE_URL`` if set, else a file:// URL."""
+    """A run's page: its URL under ``$NIGHTLY_SITE_URL`` if set, else its file's path.
+
+    A path, not a ``file://`` URL: the Prefect UI drops ``file://`` links, so the
+    artifact shows the path as text to copy (:func:`_artifacts`).
+    """
     from flows.site import run_page_url
 
     page = run_page_url(run_id)
     base = os.environ.get(SITE_URL_ENV, "").strip()
     if base:
         return base.rstrip("/") + "/" + page
-    return (site_index.parent / page / "index.html").resolve().as_uri()
+    return str((site_index.parent / page / "index.html").resolve())
+
+
+def _is_url(link: str) -> bool:
+    return link.startswith(("http://", "https://"))
 
 
 def _evidence_markdown(
@@ -141,8 +165,10 @@ def _evidence_markdown(
         f"- run folder: `{run_dir}`",
         f"- verify: `python -m flows verify {run_dir}`",
     ]
-    if site:
+    if site and _is_url(site):
         lines.append(f"- site page: [{results['run_id']}]({site})")
+    elif site:
+        lines.append(f"- site page (not served; open the file): `{site}`")
     elif publish_error:
         lines.append(f"- site: **not built**: {publish_error}")
     else:
@@ -164,17 +190,24 @@ def _artifacts(
         key=ARTIFACT_EVIDENCE,
         description=f"{run_id}: verdict, failing drills, where the evidence is",
     )
-    if link:
+    if link and _is_url(link):
         create_link_artifact(
             link,
             link_text=f"evidence page of {run_id}",
             key=ARTIFACT_SITE,
             description="this run's page in the evidence site",
         )
+    elif link:
+        create_markdown_artifact(
+            f"Run page (the site is not served; open this file): `{link}`\n\n"
+            f"Set `{SITE_URL_ENV}` to where the site is served (or `make serve "
+            "SITE_PORT=8000`) to get a link here.\n",
+            key=ARTIFACT_SITE,
+            description=f"where {run_id}'s page is",
+        )
     else:
-        create_link_artifact(
-            run_dir.resolve().as_uri(),
-            link_text=f"run folder {run_id} (no site built)",
+        create_markdown_artifact(
+            f"No site was built; the run folder is `{run_dir.resolve()}`.\n",
             key=ARTIFACT_SITE,
             description="the site was not built; this is the run folder",
         )
@@ -195,7 +228,7 @@ def _publish(
 
 @flow(name=FLOW_NAME, retries=0, log_prints=False)
 def nightly_drills(
-    drills: list[str] | None = None,
+    drills: list[DrillId] | None = None,
     artifacts_root: str = "pilot_artifacts",
     config: str | None = None,
     publish: bool = True,
@@ -204,7 +237,7 @@ def nightly_drills(
     """Run the chaos drills one by one into a new run folder, then build the evidence site.
 
     Args:
-        drills: drill ids to run, e.g. ["api_kill"]; empty or null runs every drill.
+        drills: the drills to run (pick from the list); empty or null runs every drill.
         artifacts_root: the evidence root; every run, a rerun too, gets a new folder in it.
         config: a supervisor config (TOML) whose programs to drill; null drills the demo worker.
         publish: compute the trends and build the evidence site after the drills.
@@ -220,6 +253,7 @@ def nightly_drills(
     )
     writer = open_run(run_dir, ids, options, command)
     results = run_loop(writer, ids, options, logger.info, one=_drill_in_task)
+    emit_sealed(results, run_dir)
 
     site_index, link, publish_error = _publish(publish, artifacts_root, site_dir, writer.run_id)
     _artifacts(results, run_dir, link, publish_error)
@@ -240,6 +274,24 @@ def nightly_drills(
     return Completed(message=f"{writer.run_id}: every drill passed", data=outcome)
 
 
+def _which_server() -> tuple[str | None, str]:
+    """The API to run on: ``$PREFECT_API_URL``, else a local ``make serve`` server if one
+    answers, else None (Prefect's temporary server); and how to say which in the output."""
+    configured = PREFECT_API_URL.value()
+    if configured:
+        return None, f"{configured} (PREFECT_API_URL)"
+    local = f"http://127.0.0.1:{LOCAL_SERVER_PORT}/api"
+    try:
+        if httpx.get(f"{local}/health", timeout=1.0).status_code == 200:
+            return local, f"{local} (the local server of make serve; its UI shows this run)"
+    except httpx.HTTPError:
+        pass
+    return None, (
+        f"a temporary one for this run (none answers on {local}; "
+        "start make serve to keep runs in a UI and save ~8 s of start-up)"
+    )
+
+
 def cmd_nightly(args: argparse.Namespace) -> int:
     """``python -m flows nightly``: run the flow once, print the verdict table and paths.
 
@@ -254,14 +306,17 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     except FlowsError as exc:
         print(f"flows nightly: {exc}", file=sys.stderr)
         return 2
-    state = nightly_drills(
-        drills=args.drills,
-        artifacts_root=args.artifacts,
-        config=args.config,
-        publish=not args.no_publish,
-        site_dir=args.site_dir,
-        return_state=True,
-    )
+    api, which = _which_server()
+    print(f"Prefect server: {which}", file=sys.stderr, flush=True)
+    with temporary_settings(updates={PREFECT_API_URL: api} if api else {}):
+        state = nightly_drills(
+            drills=args.drills,
+            artifacts_root=args.artifacts,
+            config=args.config,
+            publish=not args.no_publish,
+            site_dir=args.site_dir,
+            return_state=True,
+        )
     outcome = state.result(raise_on_failure=False)
     if not isinstance(outcome, dict):  # it broke before the drills (config, disk): no evidence
         print(f"flows nightly: the flow ended {state.name}: {state.message}", file=sys.stderr)
