@@ -56,6 +56,7 @@ __all__ = [
     "DRILL_TIMEOUT_S",
     "FLOW_NAME",
     "cmd_nightly",
+    "build_site",
     "nightly_drills",
     "run_page_link",
 ]
@@ -98,8 +99,7 @@ def _drill_in_task(writer: RunWriter, drill_id: str, options: DrillOptions) -> d
     return result
 
 
-@task(name="publish-site", retries=0, cache_policy=NO_CACHE, persist_result=False)
-def publish_task(artifacts_root: str, site_dir: str) -> str:
+def build_site(artifacts_root: str, site_dir: str) -> str:
     """Compute the trends and build the evidence site; the path of its index.html."""
     try:
         from flows.site import publish
@@ -119,6 +119,12 @@ def publish_task(artifacts_root: str, site_dir: str) -> str:
     # repository's docs/ is never rewritten by a build it does not serve.
     with tempfile.TemporaryDirectory(prefix="flows-nightly-docs-") as docs:
         return str(publish(Path(artifacts_root), site, docs_dir=Path(docs)))
+
+
+@task(name="publish-site", retries=0, cache_policy=NO_CACHE, persist_result=False)
+def publish_task(artifacts_root: str, site_dir: str) -> str:
+    """:func:`build_site` as the flow's task."""
+    return build_site(artifacts_root, site_dir)
 
 
 def _options(config: str | None) -> DrillOptions:
