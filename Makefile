@@ -6,12 +6,13 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help venv test drill serve site bench fuzz lint browser clean
+.PHONY: help venv test drill serve site bench fuzz lint browser postgresql cluster-demo clean
 
 help:
 	@echo "make drill   run every drill once through the nightly flow, write evidence, build the site"
 	@echo "make test    set up everything and run the test suite"
-	@echo "make serve   local Prefect server + the served nightly deployment"
+	@echo "make serve   local Prefect server + the served nightly deployment (SITE_PORT=8000 serves the site)"
+	@echo "make cluster-demo  PostgreSQL + Prefect server + two netns drill hosts, one run each (root)"
 	@echo "make site    rebuild the evidence site from pilot_artifacts/"
 	@echo "make bench   run every benchmark and print the figures"
 	@echo "make fuzz    schemathesis against a live supervisor (2,000+ requests)"
@@ -34,7 +35,16 @@ browser:
 		else echo "warning: /usr/bin/chromium missing and not root; browser tests will be skipped"; fi; \
 	fi
 
-test: venv browser
+# Debian's PostgreSQL for the cluster demo and its test (the server binaries only are used).
+postgresql:
+	@if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			(apt-get install -y -q postgresql >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q postgresql >/dev/null)) \
+			|| echo "warning: could not install postgresql; cluster tests will be skipped"; \
+		else echo "warning: PostgreSQL missing and not root; cluster tests will be skipped"; fi; \
+	fi
+
+test: venv browser postgresql
 	$(PY) -m pytest -q -ra
 
 lint: venv
@@ -45,8 +55,12 @@ lint: venv
 drill: venv
 	$(PY) -m flows nightly
 
+# SITE_PORT=8000 also serves the built site on 127.0.0.1:8000; NOTIFY_URL=... gets the alerts
 serve: venv
-	$(PY) -m flows serve --with-server
+	$(PY) -m flows serve --with-server $(if $(SITE_PORT),--site-port $(SITE_PORT)) $(if $(NOTIFY_URL),--notify-url $(NOTIFY_URL))
+
+cluster-demo: venv postgresql
+	$(PY) -m flows.cluster --source $(CURDIR)
 
 site: venv
 	$(PY) -m flows publish
