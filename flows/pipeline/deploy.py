@@ -222,7 +222,8 @@ class LocalServer:
         self.home.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
         env.update(PREFECT_HOME=str(self.home), PREFECT_SERVER_ANALYTICS_ENABLED="false")
-        env.update(self.env)
+        # the UI's own API address; Prefect's default is port 4200, whatever --port says
+        env.update(PREFECT_UI_API_URL=self.api_url, **self.env)
         cmd = [self.python, "-m", "prefect", "server", "start",
                "--host", self.host, "--port", str(self.port)]  # fmt: skip
         with open(self.log_path, "ab") as log:
