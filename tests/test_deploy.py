@@ -21,6 +21,7 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.deployments import run_deployment
+from prefect.exceptions import PrefectHTTPStatusError
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.errors import DeployError
@@ -127,20 +128,32 @@ def _ui_rerun_of_one_drill(api: str, tmp_path: Path, output) -> None:
     assert (tmp_path / "site" / "index.html").is_file()
 
 
+def _typo_is_refused(api: str) -> None:
+    """enforce_parameter_schema: drills=["api-kill"] is refused by the API, no run made."""
+    with temporary_settings(updates={PREFECT_API_URL: api}):
+        with get_client(sync_client=True) as client:
+            dep = client.read_deployment_by_name("nightly-drills/nightly")
+            assert dep.enforce_parameter_schema
+            with pytest.raises(PrefectHTTPStatusError, match="api-kill"):
+                client.create_flow_run_from_deployment(dep.id, parameters={"drills": ["api-kill"]})
+
+
 def _pool_deployment_registers(api: str, tmp_path: Path) -> None:
-    """A work-pool deployment lands on its queue, publish off, pulled from the source dir."""
+    """A work-pool deployment lands on its queue, publish off, loaded by module path from
+    the installed package and started in its working directory."""
     with temporary_settings(updates={PREFECT_API_URL: api}):
         with get_client(sync_client=True) as client:
             client.create_work_pool(WorkPoolCreate(name="chaos-drills", type="process"))
         pool_dep = deploy_to_pool(
-            "chaos-drills", "drill-01", "nightly-drill-01", source_dir=REPO,
+            "chaos-drills", "drill-01", "nightly-drill-01", working_dir=tmp_path,
             artifacts_root=tmp_path / "shared", cron="0 2 * * *", timezone="UTC",
         )  # fmt: skip
         with get_client(sync_client=True) as client:
             pooled = client.read_deployment(pool_dep)
     assert (pooled.work_pool_name, pooled.work_queue_name) == ("chaos-drills", "drill-01")
     assert pooled.parameters["publish"] is False
-    assert pooled.pull_steps and "set_working_directory" in json.dumps(pooled.pull_steps)
+    assert pooled.entrypoint == "flows.pipeline.nightly.nightly_drills"
+    assert pooled.job_variables == {"working_dir": str(tmp_path)}
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -182,6 +195,7 @@ def test_make_serve_serves_nightly_runs_a_ui_rerun_and_stops_on_ctrl_c(tmp_path:
         dep = _wait_registered(api)
         assert dep.parameters["artifacts_root"] == str(tmp_path / "art")
         _ui_rerun_of_one_drill(api, tmp_path, output)
+        _typo_is_refused(api)
         _pool_deployment_registers(api, tmp_path)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0, output()[-3000:]

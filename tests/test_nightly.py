@@ -52,13 +52,6 @@ def artifacts_of(flow_run_id: UUID) -> dict[str, Any]:
     return {a.key: a for a in found}
 
 
-def link_of(artifact: Any) -> str:
-    """The URL of a link artifact; Prefect stores it as ``[text](url)``."""
-    match = re.fullmatch(r"\[.*\]\((.+)\)", artifact.data)
-    assert match, artifact.data
-    return match.group(1)
-
-
 def only_run(root: Path) -> Path:
     (run_dir,) = root.glob("chaos-drill-*")
     return run_dir
@@ -93,9 +86,10 @@ def test_passing_run_completes_with_evidence_artifacts_and_site(
     assert table[0]["key metric"].startswith("kill_round_trip_ms=")
     evidence = arts["drill-evidence"].data
     assert "PASS" in evidence and f"python -m flows verify {run_dir}" in evidence
-    link = link_of(arts["drill-site"])
-    assert link.startswith("file://") and run_dir.name in link
-    assert Path(link.removeprefix("file://")).is_file()
+    site_note = arts["drill-site"].data  # no NIGHTLY_SITE_URL: the page's path as text
+    assert "file://" not in site_note and arts["drill-site"].type == "markdown"
+    (page,) = re.findall(r"`([^`]+/index\.html)`", site_note)
+    assert run_dir.name in page and Path(page).is_file()
 
 
 def test_failing_drill_fails_the_run_after_keeping_every_drills_evidence(
@@ -155,8 +149,9 @@ def test_task_that_raises_is_recorded_as_error_and_the_others_still_run(
     assert verify(run_dir).ok
     arts = artifacts_of(state.state_details.flow_run_id)
     assert KEYS <= set(arts)
-    assert "no site built" in arts["drill-site"].data
-    assert link_of(arts["drill-site"]) == run_dir.resolve().as_uri()
+    assert "No site was built" in arts["drill-site"].data
+    assert f"`{run_dir.resolve()}`" in arts["drill-site"].data
+    assert "file://" not in arts["drill-site"].data
 
 
 def test_drill_over_its_timeout_is_an_error_and_leaves_no_process(
@@ -221,3 +216,29 @@ def test_make_drill_command_runs_the_flow_on_a_temporary_server(tmp_path: Path) 
     assert f"site:       {tmp_path / 'site' / 'index.html'}" in lines
     assert (tmp_path / "site" / "index.html").is_file()
     assert verify(run_dir).ok
+
+
+def test_run_page_link_is_a_url_under_nightly_site_url_else_a_plain_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With NIGHTLY_SITE_URL the run page is a link under it; without, a path, never file://."""
+    index = tmp_path / "site" / "index.html"
+    monkeypatch.delenv("NIGHTLY_SITE_URL", raising=False)
+    path = nightly.run_page_link(index, "chaos-drill-20260101-000000")
+    assert path == str(tmp_path / "site" / "generated/runs/chaos-drill-20260101-000000/index.html")
+    monkeypatch.setenv("NIGHTLY_SITE_URL", "http://127.0.0.1:8000")
+    url = nightly.run_page_link(index, "chaos-drill-20260101-000000")
+    assert url == "http://127.0.0.1:8000/generated/runs/chaos-drill-20260101-000000/"
+
+
+def test_drills_parameter_is_a_list_of_the_registry_ids_and_comes_first() -> None:
+    """The rerun form's schema: drills first, an array whose items are exactly the ids."""
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.registry import DRILL_IDS
+
+    schema = parameter_schema(nightly_drills).model_dump()
+    drills = schema["properties"]["drills"]
+    assert drills["position"] == 0
+    (array,) = [a for a in drills["anyOf"] if a.get("type") == "array"]
+    assert array["items"]["enum"] == list(DRILL_IDS)
