@@ -21,7 +21,7 @@ from uuid import UUID
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
-from prefect.settings import PREFECT_API_URL
+from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.testing.utilities import prefect_test_harness
 
 import flows.pipeline.nightly as nightly
@@ -31,6 +31,7 @@ from flows.drills.markers import marked_processes
 from flows.evidence import verify
 from flows.pipeline.nightly import nightly_drills
 from tests import broken_supervisor
+from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 KEYS = {"drill-results", "drill-evidence", "drill-site"}
@@ -242,3 +243,63 @@ def test_drills_parameter_is_a_list_of_the_registry_ids_and_comes_first() -> Non
     assert drills["position"] == 0
     (array,) = [a for a in drills["anyOf"] if a.get("type") == "array"]
     assert array["items"]["enum"] == list(DRILL_IDS)
+
+
+def test_nightly_help_lists_every_drill_id() -> None:
+    """``python -m flows nightly --help`` names each drill id of the registry."""
+    from flows.registry import DRILL_IDS
+
+    out = subprocess.run(
+        [sys.executable, "-m", "flows", "nightly", "--help"],
+        capture_output=True, text=True, cwd=REPO, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0
+    assert all(drill in out.stdout for drill in DRILL_IDS), out.stdout
+
+
+def test_every_entry_point_defaults_prefect_home_to_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unset PREFECT_HOME becomes ./.prefect of the working directory; a set one is kept."""
+    from flows.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PREFECT_HOME", raising=False)
+    assert main(["drills"]) == 0
+    assert os.environ["PREFECT_HOME"] == str(tmp_path / ".prefect")
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "mine"))
+    assert main(["drills"]) == 0
+    assert os.environ["PREFECT_HOME"] == str(tmp_path / "mine")
+
+
+def test_nightly_uses_a_running_local_server_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server answering /api/health on the make-serve port is used and named; without one
+    the output says a temporary server runs; PREFECT_API_URL wins over both."""
+    import http.server
+    import threading
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            self.send_response(200 if self.path == "/api/health" else 404)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: None}):
+            monkeypatch.setattr(nightly, "LOCAL_SERVER_PORT", httpd.server_address[1])
+            api, which = nightly._which_server()
+            assert api == f"http://127.0.0.1:{httpd.server_address[1]}/api"
+            assert "make serve" in which
+            monkeypatch.setattr(nightly, "LOCAL_SERVER_PORT", free_port())
+            api, which = nightly._which_server()
+            assert api is None and "temporary" in which
+        with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}):
+            api, which = nightly._which_server()
+            assert api is None and "PREFECT_API_URL" in which
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
