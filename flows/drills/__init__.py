@@ -75,6 +75,7 @@ class DrillResult:
     summary: str
     log: str
     metrics: dict[str, Any] = field(default_factory=dict)
+    containment: str = "unknown"  # what the drill's supervisor's /healthz said
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,7 +96,12 @@ def run_drill(drill_id: str, log_path: Path, options: DrillOptions | None = None
         + ("" if options.is_real() else f"; BROKEN supervisor {list(options.supervisor_command)}")
     )
     try:
+        target, chosen_by = options.target()
+        dlog.line(f"program {target} ({chosen_by}); the per-program checks concern it only")
         passed, message = fn(ctx)
+        if ctx.collateral_problems:  # damage to another program fails any verdict
+            own = "" if passed else f"; and {message}"
+            passed, message = False, "; ".join(ctx.collateral_problems) + own
         status = "pass" if passed else "fail"
     except DrillSetupError as exc:
         status, passed, message = "error", False, f"error: {exc}"
@@ -122,4 +128,5 @@ def run_drill(drill_id: str, log_path: Path, options: DrillOptions | None = None
         summary=summary,
         log=log_path.name,
         metrics=ctx.metrics,
+        containment=ctx.containment,
     )

@@ -5,6 +5,10 @@ environment (the supervisor and, through inheritance, every program process,
 double-forked ones included). A marker is
 ``<runner pid>-<runner start time>-<uuid>``: a later run kills the leftovers of
 runners that no longer exist, and never a live runner's.
+
+A drill also gives each program of its config ``CHAOS_DRILL_PROGRAM=<name>`` in
+the program's ``env``, so its checks can tell the program it drills from the
+others (:func:`by_program`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from collections.abc import Callable, Iterable
 import psutil
 
 MARKER_ENV = "CHAOS_DRILL_MARKER"
+PROGRAM_ENV = "CHAOS_DRILL_PROGRAM"
 Note = Callable[[str], None]
 
 
@@ -35,26 +40,50 @@ def _owner_alive(marker: str) -> bool:
         return False
 
 
-def marked_processes(predicate: Callable[[str], bool]) -> list[psutil.Process]:
-    """Live (non-zombie) processes whose drill marker satisfies ``predicate``."""
+def _marked(predicate: Callable[[str], bool]) -> list[tuple[psutil.Process, str | None]]:
+    """Live (non-zombie) processes whose drill marker satisfies ``predicate``, with their
+    program marker (None when they carry none)."""
     found = []
     me = os.getpid()
     for proc in psutil.process_iter():
         try:
             if proc.pid == me:
                 continue
-            value = proc.environ().get(MARKER_ENV)
+            env = proc.environ()
+            value = env.get(MARKER_ENV)
             if value is not None and predicate(value) and proc.status() != psutil.STATUS_ZOMBIE:
-                found.append(proc)
+                found.append((proc, env.get(PROGRAM_ENV)))
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
     return found
 
 
-def find_marked(marker: str, exclude: Iterable[int] = ()) -> list[psutil.Process]:
-    """Every live process carrying exactly this marker, ``exclude`` left out."""
+def marked_processes(predicate: Callable[[str], bool]) -> list[psutil.Process]:
+    """Live (non-zombie) processes whose drill marker satisfies ``predicate``."""
+    return [proc for proc, _ in _marked(predicate)]
+
+
+def find_marked(
+    marker: str, exclude: Iterable[int] = (), program: str | None = None
+) -> list[psutil.Process]:
+    """Every live process carrying exactly this marker, ``exclude`` left out; with
+    ``program``, only those whose program marker is that name."""
     skip = set(exclude)
-    return [p for p in marked_processes(lambda v: v == marker) if p.pid not in skip]
+    return [
+        p
+        for p, name in _marked(lambda v: v == marker)
+        if p.pid not in skip and (program is None or name == program)
+    ]
+
+
+def by_program(marker: str, exclude: Iterable[int] = ()) -> dict[str | None, list[psutil.Process]]:
+    """The live processes carrying this marker, grouped by their program marker."""
+    skip = set(exclude)
+    groups: dict[str | None, list[psutil.Process]] = {}
+    for proc, name in _marked(lambda v: v == marker):
+        if proc.pid not in skip:
+            groups.setdefault(name, []).append(proc)
+    return groups
 
 
 def kill_marked(predicate: Callable[[str], bool], timeout: float = 10.0) -> list[int]:
