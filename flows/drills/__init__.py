@@ -23,6 +23,7 @@ from flows.drills import (
     api_kill,
     bad_input,
     crash_restart,
+    escapee,
     kill_under_load,
     legacy_db,
     sigkill,
@@ -57,6 +58,7 @@ DRILLS: dict[str, DrillFn] = {
     "legacy_db": legacy_db.run,
     "bad_input": bad_input.run,
     "kill_under_load": kill_under_load.run,
+    "escapee": escapee.run,
 }
 if tuple(DRILLS) != registry.DRILL_IDS:  # a drill added to one list and not the other
     raise UnknownDrillError(

@@ -8,7 +8,8 @@ runners that no longer exist, and never a live runner's.
 
 A drill also gives each program of its config ``CHAOS_DRILL_PROGRAM=<name>`` in
 the program's ``env``, so its checks can tell the program it drills from the
-others (:func:`by_program`).
+others (:func:`by_program`). A workload that clears its environment carries
+``chaos-drill-marker=<marker>`` as a whole argument instead (:func:`argv_token`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import psutil
 
 MARKER_ENV = "CHAOS_DRILL_MARKER"
 PROGRAM_ENV = "CHAOS_DRILL_PROGRAM"
+ARGV_PREFIX = "chaos-drill-marker="
 Note = Callable[[str], None]
 
 
@@ -86,15 +88,40 @@ def by_program(marker: str, exclude: Iterable[int] = ()) -> dict[str | None, lis
     return groups
 
 
-def kill_marked(predicate: Callable[[str], bool], timeout: float = 10.0) -> list[int]:
-    """SIGSTOP then SIGKILL every matching process until a scan finds none; their pids.
+def argv_token(marker: str) -> str:
+    """The argument that marks a process by its command line: ``chaos-drill-marker=<marker>``."""
+    return ARGV_PREFIX + marker
+
+
+def _argv_marked(predicate: Callable[[str], bool]) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        cmdline = proc.info["cmdline"] or []
+        if proc.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        if any(a.startswith(ARGV_PREFIX) and predicate(a[len(ARGV_PREFIX) :]) for a in cmdline):
+            found.append(proc)
+    return found
+
+
+def find_by_argv(marker: str) -> list[psutil.Process]:
+    """Live (non-zombie) processes with :func:`argv_token` of ``marker`` as a whole argument.
+
+    For workloads that clear their environment: a process keeps its parent's argv
+    from fork to exec, so a token every command line carries cannot miss one.
+    """
+    return _argv_marked(lambda value: value == marker)
+
+
+def kill_found(find: Callable[[], list[psutil.Process]], timeout: float = 10.0) -> list[int]:
+    """SIGSTOP then SIGKILL every process ``find`` returns, until it returns none; their pids.
 
     SIGSTOP first, so a process cannot fork between our scan and its SIGKILL.
     """
     killed: set[int] = set()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        procs = marked_processes(predicate)
+        procs = find()
         if not procs:
             break
         for proc in procs:
@@ -108,9 +135,15 @@ def kill_marked(predicate: Callable[[str], bool], timeout: float = 10.0) -> list
     return sorted(killed)
 
 
+def kill_marked(predicate: Callable[[str], bool], timeout: float = 10.0) -> list[int]:
+    """SIGSTOP then SIGKILL every process whose marker matches, until a scan finds none."""
+    return kill_found(lambda: marked_processes(predicate), timeout)
+
+
 def kill_leftovers(note: Note | None = None) -> list[int]:
     """Kill processes left by drill runners that no longer exist; return their pids."""
     pids = kill_marked(lambda value: not _owner_alive(value))
+    pids += kill_found(lambda: _argv_marked(lambda value: not _owner_alive(value)))
     if pids and note:
         note(f"killed {len(pids)} leftover process(es) of dead drill runs: {pids}")
     return pids
