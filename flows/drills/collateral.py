@@ -3,7 +3,9 @@
 :meth:`Collateral.watch` records each other program's processes (pid and start
 time) before the fault; :meth:`Collateral.check` after it says which program lost
 any of them (dead, or the pid now belongs to a newer process). The result goes
-into the drill's metrics as ``collateral``; any damage is a FAIL naming the program.
+into the drill's metrics as ``collateral``, ``{program: {"before": n, "lost": k}}``
+(numbers only, like every metric; the lost pids are in the log); any damage is a
+FAIL naming the program.
 """
 
 from __future__ import annotations
@@ -56,20 +58,15 @@ class Collateral:
 
     def check(self, log: DrillLog) -> tuple[dict[str, Any], str | None]:
         """(the ``collateral`` metric, a FAIL message naming each damaged program or None)."""
-        programs: dict[str, dict[str, Any]] = {}
+        metric: dict[str, Any] = {}
         damage = []
         for name, ids in self.before.items():
             lost = sorted(pid for pid, created in ids.items() if not _same_and_alive(pid, created))
-            programs[name] = {"before": len(ids), "lost": lost}
+            metric[name] = {"before": len(ids), "lost": len(lost)}
             if lost:
                 damage.append(f"program {name} lost {len(lost)} of {len(ids)} process(es) {lost}")
                 log.line(f"collateral damage: program {name} lost pid(s) {lost}")
-        metric = {
-            "target": self.target,
-            "programs": programs,
-            "damaged": sorted(name for name, entry in programs.items() if entry["lost"]),
-        }
         if not damage:
-            log.line(f"collateral: {len(programs)} other program(s) untouched")
+            log.line(f"collateral: {len(metric)} other program(s) untouched")
             return metric, None
         return metric, f"collateral damage while drilling {self.target}: " + "; ".join(damage)
