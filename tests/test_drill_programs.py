@@ -5,15 +5,23 @@ from __future__ import annotations
 
 import json
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
 
-from flows.drills import DrillOptions, run_drill
+from flows.drills import DrillOptions, _toml, run_drill
 from flows.drills.markers import find_marked
 from flows.runner import run_drills
 from tests import broken_supervisor
-from tests.conftest import REPO, demo_program, fixture_program, run_flows, write_config
+from tests.conftest import (
+    REPO,
+    demo_program,
+    fixture_program,
+    run_flows,
+    supervisor_launcher,
+    write_config,
+)
 
 BYSTANDER = {"name": "bystander", "command": ["sleep", "300"], "stop_timeout": 1.0}
 
@@ -90,7 +98,12 @@ def test_run_records_the_default_program_and_how_it_was_chosen(tmp_path: Path) -
         "name": "worker",
         "chosen_by": "first program in the config (no --program)",
     }
-    assert on_disk["drills"][0]["containment"] in ("cgroup", "session", "unknown")
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    with supervisor_launcher(probe) as launch:
+        said = launch([{"name": "probe", "command": ["sleep", "300"]}]).containment()
+    assert said in ("cgroup", "session", "unknown")
+    assert on_disk["drills"][0]["containment"] == said
     assert any("drilling program worker (first program in the config" in m for m in progress)
     log = (run_dir / "drill_bad_input.log").read_text(encoding="utf-8")
     assert "program worker (first program in the config (no --program))" in log
@@ -135,3 +148,26 @@ def test_several_programs_some_ignoring_sigterm_all_pass(tmp_path: Path) -> None
         collateral = drill["metrics"].get("collateral", {})
         assert all(c["lost"] == 0 for c in collateral.values()), (drill["id"], collateral)
     assert results["program"]["name"] == "ignores_sigterm"
+
+
+def test_drill_config_round_trips_and_marks_every_program(tmp_path: Path) -> None:
+    """The config a drill's supervisor gets is the user's, value for value, plus the
+    program marker in every program's env (the user's own env kept)."""
+    odd = 'quote " backslash \\ newline \n tab \t del \x7f é 😀'
+    server = {"host": "127.0.0.1", "port": 0, "ratio": float("inf")}
+    programs = [
+        {"name": "a", "command": ["echo", odd], "env": {"KEEP": odd}, "stop_timeout": 0.5},
+        {"name": "b", "command": ["sleep", "1"], "autostart": False},
+    ]
+    text = _toml.dumps({"server": server, "programs": programs})
+    assert tomllib.loads(text) == {"server": server, "programs": programs}
+    config = tmp_path / "c.toml"
+    config.write_text(text, encoding="utf-8")
+    extra = {"name": "extra", "command": ["true"]}
+    got = tomllib.loads(DrillOptions(config=config).drill_config([extra]))
+    assert [p["env"] for p in got["programs"]] == [
+        {"KEEP": odd, "CHAOS_DRILL_PROGRAM": "a"},
+        {"CHAOS_DRILL_PROGRAM": "b"},
+        {"CHAOS_DRILL_PROGRAM": "extra"},
+    ]
+    assert got["server"] == server

@@ -182,6 +182,10 @@ def run(ctx: DrillContext) -> tuple[bool, str]:
             f"escapee: the config already has a program named {PROGRAM!r}, the name this "
             "drill gives its own workload; rename that program"
         )
+    ctx.log.line(
+        f"escapee drills its own program {PROGRAM} beside the config's programs"
+        f" ({', '.join(ctx.options.program_names())}), which must stay untouched"
+    )
     escapees = _Escapees(ctx)
     ctx.cleanups.append(lambda: escapees.kill("end of drill"))
     found: dict[str, list[str]] = {}
