@@ -6,8 +6,9 @@ The workload (:mod:`flows.drills._escapee_workload`) runs as a program of its ow
 beside the config's programs, which the API kill must leave untouched. Escapees
 carry no marker in their environment, so the drill finds them by a token in
 their argv (``chaos-drill-marker=<runner marker>``: unique to this drill run, and
-no other process has it; a later run kills it if this runner died). Each path runs against a fresh supervisor; whatever survives is
-named (pid and command line) and then killed by pid, before the next path starts.
+no other process has it; a later run kills them if this runner died). Each path
+runs against a fresh supervisor; whatever survives is named (pid and command
+line) and then killed by pid, before the next path starts.
 """
 
 from __future__ import annotations
@@ -151,16 +152,20 @@ def _api_kill(ctx: DrillContext, sup: Supervisor, escapees: _Escapees) -> list[s
     return survivors
 
 
-def _signal(sig: signal.Signals) -> Callable[[DrillContext, Supervisor, _Escapees], list[str]]:
+Fault = Callable[[DrillContext, Supervisor, _Escapees], list[str]]
+
+
+def _signal(sig: signal.Signals) -> Fault:
     path = "sigterm" if sig == signal.SIGTERM else "sigkill"
 
     def fault(ctx: DrillContext, sup: Supervisor, escapees: _Escapees) -> list[str]:
-        limit = max(float(p.get("stop_timeout", 5.0)) for p in ctx.options.programs()) + 10.0
+        stop_timeouts = [float(p.get("stop_timeout", 5.0)) for p in ctx.options.programs()]
+        limit = max([*stop_timeouts, STOP_TIMEOUT_S]) + 10.0
         ctx.log.line(f"{path}: send {sig.name} to supervisor pid={sup.pid}")
         started = time.monotonic()
         sup.signal(sig)
         try:
-            sup.wait_exit(max(limit, STOP_TIMEOUT_S + 10.0))
+            sup.wait_exit(limit)
         except subprocess.TimeoutExpired:
             return [f"(supervisor pid {sup.pid} still running {limit:.0f}s after {sig.name})"]
         return escapees.survivors(started, path)
@@ -168,7 +173,6 @@ def _signal(sig: signal.Signals) -> Callable[[DrillContext, Supervisor, _Escapee
     return fault
 
 
-Fault = Callable[[DrillContext, Supervisor, _Escapees], list[str]]
 PATHS: tuple[tuple[str, Fault], ...] = (
     ("api_kill", _api_kill),
     ("sigterm", _signal(signal.SIGTERM)),
