@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
 
 import flows.drills as drills
-from flows.drills import DrillOptions, run_drill
-from flows.drills.markers import find_by_argv, find_marked
+from flows.drills import DrillOptions, escapee, run_drill
+from flows.drills.harness import wait_for
+from flows.drills.markers import argv_token, find_by_argv, find_marked, kill_found, kill_leftovers
 from flows.evidence import verify
 from flows.runner import run_drills
 from supervisor import config as supervisor_config
@@ -275,3 +278,18 @@ def test_escapee_drill_passes_with_cgroup_containment(tmp_path: Path) -> None:
     assert result.status == "pass", result.summary
     assert result.containment == "cgroup" and result.metrics["survivors"] == 0
     assert find_by_argv(_marker_of(log)) == []
+
+
+def test_escapees_of_a_dead_runner_are_killed_by_the_next_run() -> None:
+    """Escapees carry their runner's marker in argv only; a later run's leftover sweep
+    finds them by it once that runner is gone (here: our pid with another start time)."""
+    marker = f"{os.getpid()}-0.00-{uuid.uuid4().hex[:12]}"
+    workload = subprocess.Popen(escapee._program(argv_token(marker))["command"])
+    try:
+        wait_for(lambda: len(find_by_argv(marker)) >= 3, 10, "the escapee workload")
+        killed = kill_leftovers()
+        assert workload.pid in killed
+        assert wait_for(lambda: not find_by_argv(marker), 2.0), "an escapee outlived the sweep"
+    finally:
+        kill_found(lambda: find_by_argv(marker))
+        workload.wait()
