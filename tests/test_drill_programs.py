@@ -171,3 +171,20 @@ def test_drill_config_round_trips_and_marks_every_program(tmp_path: Path) -> Non
         {"CHAOS_DRILL_PROGRAM": "extra"},
     ]
     assert got["server"] == server
+
+
+@pytest.mark.slow
+def test_nightly_passes_program_to_the_flow(tmp_path: Path) -> None:
+    """python -m flows nightly --program NAME drills that program and records the choice."""
+    root = tmp_path / "root"
+    out = run_flows(
+        "nightly", "--artifacts", str(root), "--config", str(_two_programs(tmp_path)),
+        "--program", "bystander", "--drill", "api_kill", "--no-publish",
+        timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    (run_dir,) = root.glob("chaos-drill-*")
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["program"] == {"name": "bystander", "chosen_by": "--program"}
+    assert "program=bystander" in results["command"]
+    assert "tree of 1 process(es) gone" in results["drills"][0]["summary"]
