@@ -18,6 +18,7 @@ from typing import Any
 
 from flows.drills import DrillOptions, kill_leftovers, run_drill
 from flows.drills._log import DrillLog
+from flows.drills.context import CHOSEN_BY
 from flows.errors import FlowsError, SetupError
 from flows.evidence import RunWriter, new_run_dir
 from flows.registry import check_ids, key_metric
@@ -75,7 +76,8 @@ def prepare(options: DrillOptions, progress: Progress) -> None:
     """Before a run folder exists: fail on an unreadable config or an unknown program,
     say which program the drills target, kill what dead runs left."""
     name, chosen_by = options.target()
-    progress(f"drilling program {name} ({chosen_by}); known: {', '.join(options.program_names())}")
+    known = ", ".join(options.program_names())
+    progress(f"drilling program {name} ({CHOSEN_BY[chosen_by]}); programs: {known}")
     kill_leftovers(progress)
 
 

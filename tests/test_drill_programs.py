@@ -53,7 +53,7 @@ def test_program_option_drills_the_named_program(tmp_path: Path) -> None:
     assert result.status == "pass", result.summary
     assert "tree of 1 process(es) gone" in result.summary
     assert result.metrics["collateral"] == {"worker": {"before": 4, "lost": 0}}
-    assert "program bystander (--program)" in log.read_text(encoding="utf-8")
+    assert "target program bystander (named by --program)" in log.read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("drill_id", ["api_kill", "kill_under_load"])
@@ -96,7 +96,7 @@ def test_run_records_the_default_program_and_how_it_was_chosen(tmp_path: Path) -
     on_disk = json.loads((run_dir / "results.json").read_text())
     assert on_disk["program"] == {
         "name": "worker",
-        "chosen_by": "first program in the config (no --program)",
+        "chosen_by": "first",
     }
     probe = tmp_path / "probe"
     probe.mkdir()
@@ -104,9 +104,9 @@ def test_run_records_the_default_program_and_how_it_was_chosen(tmp_path: Path) -
         said = launch([{"name": "probe", "command": ["sleep", "300"]}]).containment()
     assert said in ("cgroup", "session", "unknown")
     assert on_disk["drills"][0]["containment"] == said
-    assert any("drilling program worker (first program in the config" in m for m in progress)
+    assert any("drilling program worker (the first program in the config;" in m for m in progress)
     log = (run_dir / "drill_bad_input.log").read_text(encoding="utf-8")
-    assert "program worker (first program in the config (no --program))" in log
+    assert "target program worker (the first program in the config; --program NAME" in log
 
 
 def test_recovery_drill_script_passes_config_and_program(tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ from flows.drills import (
     sigterm,
 )
 from flows.drills._log import DrillLog
-from flows.drills.context import DrillContext, DrillOptions
+from flows.drills.context import CHOSEN_BY, DrillContext, DrillOptions
 from flows.drills.markers import kill_leftovers, runner_marker
 from flows.errors import DrillSetupError, UnknownDrillError
 from flows.registry import KEY_METRICS, check_ids
@@ -99,7 +99,7 @@ def run_drill(drill_id: str, log_path: Path, options: DrillOptions | None = None
     )
     try:
         target, chosen_by = options.target()
-        dlog.line(f"program {target} ({chosen_by}); the per-program checks concern it only")
+        dlog.line(f"target program {target} ({CHOSEN_BY[chosen_by]})")
         passed, message = fn(ctx)
         if ctx.collateral_problems:  # damage to another program fails any verdict
             own = "" if passed else f"; and {message}"

@@ -29,8 +29,11 @@ stop_signal = "TERM"
 stop_timeout = 5.0
 backoff_initial = 0.1
 """
-CHOSEN_BY_OPTION = "--program"
-CHOSEN_BY_DEFAULT = "first program in the config (no --program)"
+# how the target was chosen, as results.json records it, and as the logs say it
+CHOSEN_BY = {
+    "--program": "named by --program",
+    "first": "the first program in the config; --program NAME picks another",
+}
 
 
 @dataclass(frozen=True)
@@ -73,20 +76,21 @@ class DrillOptions:
         return [str(p.get("name")) for p in self.programs()]
 
     def target(self) -> tuple[str, str]:
-        """(the program the per-program drills target, how it was chosen).
+        """(the program the per-program drills target, how it was chosen: ``--program``
+        or ``first``; :data:`CHOSEN_BY` says each in words).
 
         An unknown ``program`` is a :class:`DrillSetupError` listing the known names.
         """
         names = self.program_names()
         if self.program is None:
-            return names[0], CHOSEN_BY_DEFAULT
+            return names[0], "first"
         if self.program not in names:
             where = self.config or "the built-in demo config"
             raise DrillSetupError(
                 f"--program {self.program!r}: no such program in {where}; "
                 f"known programs: {', '.join(names)}"
             )
-        return self.program, CHOSEN_BY_OPTION
+        return self.program, "--program"
 
     def drill_config(self, extra_programs: Sequence[Mapping[str, Any]] = ()) -> str:
         """The config as the drill's supervisor gets it: every program (``extra_programs``
