@@ -57,6 +57,15 @@ def _add_drill_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_program_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--program",
+        metavar="NAME",
+        help="the config's program the per-program drills target; the others must stay "
+        "untouched (default: the first program; an unknown name exits 2 listing the known ones)",
+    )
+
+
 def cmd_drills(args: argparse.Namespace) -> int:
     """``python -m flows drills``: every drill's id, title, key metric and unit."""
     rows = [("id", "title", "key metric", "unit")]
@@ -107,6 +116,7 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="FILE",
         help="supervisor config (TOML) whose programs to drill (default: the demo worker)",
     )
+    _add_program_option(run)
     run.add_argument("--command-line", help=argparse.SUPPRESS)
 
 
@@ -154,6 +164,7 @@ def _add_nightly(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     nightly.add_argument("--artifacts", default=DEFAULT_ROOT, metavar="ROOT")
     _add_drill_option(nightly)
     nightly.add_argument("--config", metavar="FILE")
+    _add_program_option(nightly)
     nightly.add_argument("--no-publish", action="store_true", help="skip trends and site")
     nightly.add_argument(
         "--site-dir",

@@ -91,6 +91,15 @@ DRILLS: tuple[DrillInfo, ...] = (
         "kill_p99_ms",
         "ms",
     ),
+    DrillInfo(
+        "escapee",
+        "Escapees die on every path",
+        "descendants that double-fork, call setsid, exec with an empty environment, ignore "
+        "SIGTERM and keep forking are all gone after an API kill, a supervisor SIGTERM and "
+        "a supervisor SIGKILL",
+        "survivors",
+        "processes",
+    ),
 )
 
 _BY_ID: dict[str, DrillInfo] = {d.id: d for d in DRILLS}

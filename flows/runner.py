@@ -18,6 +18,7 @@ from typing import Any
 
 from flows.drills import DrillOptions, kill_leftovers, run_drill
 from flows.drills._log import DrillLog
+from flows.drills.context import CHOSEN_BY
 from flows.errors import FlowsError, SetupError
 from flows.evidence import RunWriter, new_run_dir
 from flows.registry import check_ids, key_metric
@@ -25,6 +26,7 @@ from flows.trends.formatting import metric
 
 __all__ = [
     "OneDrill",
+    "drill_options",
     "open_run",
     "prepare",
     "record_error",
@@ -71,16 +73,20 @@ def summary_table(results: dict[str, Any]) -> str:
 
 
 def prepare(options: DrillOptions, progress: Progress) -> None:
-    """Before a run folder exists: fail on an unreadable config, kill what dead runs left."""
-    if options.config is not None:
-        options.programs()
+    """Before a run folder exists: fail on an unreadable config or an unknown program,
+    say which program the drills target, kill what dead runs left."""
+    name, chosen_by = options.target()
+    known = ", ".join(options.program_names())
+    progress(f"drilling program {name} ({CHOSEN_BY[chosen_by]}); programs: {known}")
     kill_leftovers(progress)
 
 
 def open_run(run_dir: Path, ids: list[str], options: DrillOptions, command: str) -> RunWriter:
-    """The writer of a new run of ``ids`` in ``run_dir``."""
+    """The writer of a new run of ``ids`` in ``run_dir``; it records the target program."""
     config = str(options.config) if options.config else None
-    return RunWriter(run_dir, drills=ids, command=command, config=config)
+    name, chosen_by = options.target()
+    program = {"name": name, "chosen_by": chosen_by}
+    return RunWriter(run_dir, drills=ids, command=command, config=config, program=program)
 
 
 def run_one(writer: RunWriter, drill_id: str, options: DrillOptions) -> dict[str, Any]:
@@ -156,13 +162,21 @@ def config_path(value: str | None) -> Path | None:
     return config
 
 
+def drill_options(config: str | None, program: str | None) -> DrillOptions:
+    """``--config`` and ``--program`` as options, checked: :class:`SetupError` for a missing
+    config, :class:`DrillSetupError` for an unreadable one or an unknown program."""
+    options = DrillOptions(config=config_path(config), program=program or None)
+    options.target()
+    return options
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """``python -m flows run``: 0 every drill passed, 1 one did not, 2 usage or environment."""
     try:
         ids = check_ids(args.drills)
-        config = config_path(args.config)
+        options = drill_options(args.config, args.program)
         run_dir = Path(args.run_dir) if args.run_dir else new_run_dir(Path(args.artifacts))
-        results = run_drills(run_dir, ids, DrillOptions(config=config), command=args.command_line)
+        results = run_drills(run_dir, ids, options, command=args.command_line)
     except FlowsError as exc:
         print(f"flows run: {exc}", file=sys.stderr)
         return 2

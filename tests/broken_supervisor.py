@@ -52,6 +52,7 @@ KNOWN = {
     "no_autorestart": "unexpected exits are never restarted",
     "no_auth": "every route is open",
     "no_body_limit": "no 413 for bodies over 64 KiB",
+    "kill_kills_all": "POST /process/kill of one program kills every program",
 }
 
 
@@ -148,6 +149,17 @@ class KillThen500(ProcessManager):
         raise RuntimeError("kill_500 (test-only): the kill was done; this answer is made a 500")
 
 
+class KillKillsAll(ProcessManager):
+    """A per-program kill that takes every other program down with it, then answers."""
+
+    def kill(self, name: str | None, timeout: float | None = None) -> dict[str, Any]:
+        target = super().kill(name, timeout)
+        for other in list(self.programs):
+            if other != target.get("name"):
+                super().kill(other, timeout)
+        return target
+
+
 class KillThenDrop(ProcessManager):
     def kill(self, name: str | None, timeout: float | None = None) -> dict[str, Any]:
         super().kill(name, timeout)
@@ -174,6 +186,7 @@ _MANAGER_CLASSES = {
     "no_shutdown_stop": NoShutdownStop,
     "kill_500": KillThen500,
     "kill_drop": KillThenDrop,
+    "kill_kills_all": KillKillsAll,
 }
 
 

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
 
 import flows.drills as drills
-from flows.drills import DrillOptions, run_drill
-from flows.drills.markers import find_marked
+from flows.drills import DrillOptions, escapee, run_drill
+from flows.drills.harness import wait_for
+from flows.drills.markers import argv_token, find_by_argv, find_marked, kill_found, kill_leftovers
 from flows.evidence import verify
 from flows.runner import run_drills
+from supervisor import config as supervisor_config
+from supervisor.errors import ConfigError
 from tests import broken_supervisor
-from tests.conftest import run_flows
+from tests.conftest import run_flows, supervisor_launcher, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,16 +34,25 @@ def verdict_lines(path: Path) -> list[str]:
     return [ln for ln in lines if " PASS: " in ln or " FAIL: " in ln]
 
 
+def _expected_status(drill: dict) -> str:
+    """Every drill passes against the real supervisor, but escapee passes only where it
+    contains programs by cgroup: session containment cannot hold a setsid escapee."""
+    return "pass" if drill["id"] != "escapee" or drill["containment"] == "cgroup" else "fail"
+
+
 @pytest.mark.slow
 def test_every_drill_passes_against_the_real_supervisor(tmp_path: Path) -> None:
-    """All seven drills pass in one run, and the sealed run folder verifies."""
+    """All eight drills pass in one run (escapee: with cgroup containment), and the
+    sealed run folder verifies."""
     run_dir = tmp_path / "chaos-drill-20261128-020000"
     results = run_drills(run_dir, None, DrillOptions(), command="pytest", progress=lambda m: None)
     statuses = {d["id"]: (d["status"], d["summary"]) for d in results["drills"]}
-    assert all(s == "pass" for s, _ in statuses.values()), statuses
-    assert results["verdict"] == "pass"
+    expected = {d["id"]: _expected_status(d) for d in results["drills"]}
+    assert {i: s for i, (s, _) in statuses.items()} == expected, statuses
+    assert results["verdict"] == ("pass" if set(expected.values()) == {"pass"} else "fail")
     assert [d["id"] for d in results["drills"]] == drills.DRILL_IDS
     for drill in results["drills"]:
+        assert drill["containment"] in ("cgroup", "session", "unknown")
         log = run_dir / drill["log"]
         assert len(verdict_lines(log)) == 1
         assert last_line(log).split(" ", 1)[1] == drill["summary"]
@@ -202,3 +216,80 @@ def test_failing_drill_makes_run_exit_1(tmp_path: Path) -> None:
     assert "ERROR" in out.stdout
     (run_dir,) = (tmp_path / "root").glob("chaos-drill-*")
     assert json.loads((run_dir / "results.json").read_text())["status"] == "complete"
+
+
+# ----- escapee: only a cgroup holds a setsid, environment-less, forking descendant -------
+
+
+def _session_config(tmp_path: Path) -> Path:
+    """A config that forces session containment (``[server] containment = "session"``);
+    on a supervisor from before the key existed, session is all there is, so it is left out."""
+    programs = [{"name": "bystander", "command": ["sleep", "300"], "stop_timeout": 1.0}]
+    path = write_config(tmp_path / "session.toml", programs, {"containment": "session"})
+    try:
+        supervisor_config.load(path)
+    except ConfigError:
+        path = write_config(tmp_path / "session.toml", programs)
+    return path
+
+
+@pytest.mark.slow
+def test_escapee_drill_fails_against_session_containment(tmp_path: Path) -> None:
+    """With session containment the escapees outlive the API kill and the SIGKILLed
+    supervisor: FAIL naming every survivor by pid and command line; none is left after."""
+    log = tmp_path / "drill_escapee.log"
+    result = run_drill("escapee", log, DrillOptions(config=_session_config(tmp_path)))
+    assert result.status == "fail", result.summary
+    assert result.containment in ("session", "unknown")
+    assert re.match(
+        r"FAIL: \d+ escapee\(s\) survived \(containment (session|unknown)\)", result.summary
+    )
+    survivors = re.findall(
+        r" (api_kill|sigterm|sigkill): SURVIVOR (pid=\d+ cmd=.*)$", log.read_text(), re.M
+    )
+    assert {path for path, _ in survivors} >= {"api_kill", "sigkill"}, survivors
+    for path, named in survivors:
+        assert f"{path}: " in result.summary and named in result.summary
+        assert "_escapee_workload.py" in named and "chaos-drill-marker=" in named
+    assert result.metrics["survivors"] == len(survivors)
+    assert result.metrics["collateral"] == {"bystander": {"before": 1, "lost": 0}}
+    marker = _marker_of(log)
+    assert find_by_argv(marker) == [] and find_marked(marker) == []
+
+
+def _containment_of_real_supervisor(tmp_path: Path) -> str:
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    with supervisor_launcher(probe) as launch:
+        return launch([{"name": "probe", "command": ["sleep", "300"]}]).containment()
+
+
+@pytest.mark.slow
+def test_escapee_drill_passes_with_cgroup_containment(tmp_path: Path) -> None:
+    """Where the supervisor contains programs by cgroup, no escapee survives any path."""
+    containment = _containment_of_real_supervisor(tmp_path)
+    if containment != "cgroup":
+        pytest.skip(
+            f"the supervisor's /healthz reports containment {containment!r}, not 'cgroup': "
+            "this supervisor has no cgroup containment, or no writable cgroup v2 tree here"
+        )
+    log = tmp_path / "drill_escapee.log"
+    result = run_drill("escapee", log, DrillOptions())
+    assert result.status == "pass", result.summary
+    assert result.containment == "cgroup" and result.metrics["survivors"] == 0
+    assert find_by_argv(_marker_of(log)) == []
+
+
+def test_escapees_of_a_dead_runner_are_killed_by_the_next_run() -> None:
+    """Escapees carry their runner's marker in argv only; a later run's leftover sweep
+    finds them by it once that runner is gone (here: our pid with another start time)."""
+    marker = f"{os.getpid()}-0.00-{uuid.uuid4().hex[:12]}"
+    workload = subprocess.Popen(escapee._program(argv_token(marker))["command"])
+    try:
+        wait_for(lambda: len(find_by_argv(marker)) >= 3, 10, "the escapee workload")
+        killed = kill_leftovers()
+        assert workload.pid in killed
+        assert wait_for(lambda: not find_by_argv(marker), 2.0), "an escapee outlived the sweep"
+    finally:
+        kill_found(lambda: find_by_argv(marker))
+        workload.wait()

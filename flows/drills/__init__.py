@@ -23,13 +23,14 @@ from flows.drills import (
     api_kill,
     bad_input,
     crash_restart,
+    escapee,
     kill_under_load,
     legacy_db,
     sigkill,
     sigterm,
 )
 from flows.drills._log import DrillLog
-from flows.drills.context import DrillContext, DrillOptions
+from flows.drills.context import CHOSEN_BY, DrillContext, DrillOptions
 from flows.drills.markers import kill_leftovers, runner_marker
 from flows.errors import DrillSetupError, UnknownDrillError
 from flows.registry import KEY_METRICS, check_ids
@@ -57,6 +58,7 @@ DRILLS: dict[str, DrillFn] = {
     "legacy_db": legacy_db.run,
     "bad_input": bad_input.run,
     "kill_under_load": kill_under_load.run,
+    "escapee": escapee.run,
 }
 if tuple(DRILLS) != registry.DRILL_IDS:  # a drill added to one list and not the other
     raise UnknownDrillError(
@@ -75,6 +77,7 @@ class DrillResult:
     summary: str
     log: str
     metrics: dict[str, Any] = field(default_factory=dict)
+    containment: str = "unknown"  # what the drill's supervisor's /healthz said
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,7 +98,12 @@ def run_drill(drill_id: str, log_path: Path, options: DrillOptions | None = None
         + ("" if options.is_real() else f"; BROKEN supervisor {list(options.supervisor_command)}")
     )
     try:
+        target, chosen_by = options.target()
+        dlog.line(f"target program {target} ({CHOSEN_BY[chosen_by]})")
         passed, message = fn(ctx)
+        if ctx.collateral_problems:  # damage to another program fails any verdict
+            own = "" if passed else f"; and {message}"
+            passed, message = False, "; ".join(ctx.collateral_problems) + own
         status = "pass" if passed else "fail"
     except DrillSetupError as exc:
         status, passed, message = "error", False, f"error: {exc}"
@@ -122,4 +130,5 @@ def run_drill(drill_id: str, log_path: Path, options: DrillOptions | None = None
         summary=summary,
         log=log_path.name,
         metrics=ctx.metrics,
+        containment=ctx.containment,
     )

@@ -17,22 +17,24 @@ VANISH_GRACE_S = 0.5
 def run(ctx: DrillContext) -> tuple[bool, str]:
     sup = ctx.supervisor()
     name = ctx.program_name()
-    before = sup.workload()
+    before = ctx.workload(sup)
     ctx.log.tree("before kill", before)
+    guard = ctx.watch_collateral(sup)
     with sup.new_client() as client:
         sent = time.monotonic()
         answer = call(client, ctx.log, "POST", "/process/kill", json={"name": name})
         ctx.metrics["http_status"] = answer.status or 0
         ctx.metrics["kill_round_trip_ms"] = round(answer.latency_ms, 3)
-        at_answer = sup.workload()
+        at_answer = ctx.workload(sup)
         ctx.log.tree("at the kill answer", at_answer)
         ctx.metrics["alive_at_answer"] = len(at_answer)
-        gone = wait_for(lambda: not sup.workload(), VANISH_GRACE_S, interval=0.005)
+        gone = wait_for(lambda: not ctx.workload(sup), VANISH_GRACE_S, interval=0.005)
         ctx.metrics["tree_vanish_ms"] = round((time.monotonic() - sent) * 1000, 3)
-        after = sup.workload()
+        after = ctx.workload(sup)
         ctx.log.tree("after kill", after)
         health = call(client, ctx.log, "GET", "/healthz")
         state = call(client, ctx.log, "GET", "/process", params={"name": name})
+    ctx.check_collateral(guard)
     if answer.status != 200:
         shown = "no response (HTTP 000)" if answer.status is None else f"HTTP {answer.status}"
         return False, f"kill answered {shown}: {str(answer.body)[:200]}"

@@ -1,5 +1,6 @@
 """``bad_input``: every malformed or unauthorised request gets its documented 4xx,
-and the worker is untouched (same processes before and after).
+and the worker is untouched (same processes before and after), the other
+programs too.
 """
 
 from __future__ import annotations
@@ -136,8 +137,9 @@ def _identity(procs: list[psutil.Process]) -> set[tuple[int, float]]:
 def run(ctx: DrillContext) -> tuple[bool, str]:
     sup = ctx.supervisor()
     name = ctx.program_name()
-    before = sup.workload()
+    before = ctx.workload(sup)
     ctx.log.tree("before the battery", before)
+    guard = ctx.watch_collateral(sup)
     statuses: dict[str, int] = {}
     wrong: list[str] = []
     with sup.new_client() as good, sup.new_client() as bare:
@@ -157,8 +159,9 @@ def run(ctx: DrillContext) -> tuple[bool, str]:
                     f"{probe.label}: got {answer.status or '000'}, expected {probe.expect}"
                 )
         state = call(good, ctx.log, "GET", "/process", params={"name": name})
-    after = sup.workload()
+    after = ctx.workload(sup)
     ctx.log.tree("after the battery", after)
+    ctx.check_collateral(guard)
     passed = len(statuses) - len(wrong)
     ctx.metrics.update(checks_passed=passed, checks_total=len(statuses), http_statuses=statuses)
     for line in wrong:

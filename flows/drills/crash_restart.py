@@ -1,5 +1,6 @@
 """``crash_restart``: a worker killed from outside is restarted within its backoff,
-with a new pid and an event, and nothing of the old tree lingers.
+with a new pid and an event, and nothing of the old tree lingers. Only the drilled
+program is crashed and judged; the others must be untouched.
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ def _alive(proc: psutil.Process) -> bool:
 def run(ctx: DrillContext) -> tuple[bool, str]:
     sup = ctx.supervisor()
     name = ctx.program_name()
-    before = sup.workload()
+    before = ctx.workload(sup)
     ctx.log.tree("before the crash", before)
+    guard = ctx.watch_collateral(sup)
     leaders = [p for p in before if p.ppid() == sup.pid]
     if not leaders:
-        return False, "found no workload process whose parent is the supervisor"
+        return False, f"found no process of program {name} whose parent is the supervisor"
     leader = leaders[0]
     with sup.new_client() as client:
         first = call(client, ctx.log, "GET", "/process", params={"name": name})
@@ -61,9 +63,10 @@ def run(ctx: DrillContext) -> tuple[bool, str]:
     ctx.metrics["restart_delay_ms"] = delay_ms
     ctx.metrics["new_pid"] = body["pid"]
     ctx.log.line(f"restarted as pid {body['pid']} {delay_ms} ms after the crash")
-    sup.wait_workload(ctx.options.min_procs, stable_s=0.25)
+    sup.wait_workload(ctx.options.min_procs, stable_s=0.25, program=name)
     lingering = [p for p in before if _alive(p)]
-    ctx.log.tree("after restart", sup.workload())
+    ctx.log.tree("after restart", ctx.workload(sup))
+    ctx.check_collateral(guard)
     kinds = (
         [e.get("kind") for e in (events.body or {}).get("events", [])]
         if isinstance(events.body, dict)

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 import httpx
 import psutil
 
-from flows.drills.markers import MARKER_ENV, Note, find_marked, kill_marked
+from flows.drills.markers import MARKER_ENV, Note, by_program, find_marked, kill_marked
 from flows.errors import DrillSetupError
 
 HEALTH_DEADLINE_S = 20.0
@@ -210,9 +210,24 @@ class Supervisor:
         except httpx.HTTPError:
             return False
 
-    def workload(self) -> list[psutil.Process]:
-        """Every live process carrying our marker, the supervisor itself left out."""
-        return find_marked(self.marker, exclude={self.pid})
+    def containment(self) -> str:
+        """How it contains its programs, as ``/healthz`` says (``cgroup``, ``session``);
+        ``unknown`` when it does not say (a supervisor from before containment existed)."""
+        try:
+            body = httpx.get(self.base_url + "/healthz", timeout=2.0).json()
+        except (httpx.HTTPError, ValueError):
+            return "unknown"
+        value = body.get("containment") if isinstance(body, dict) else None
+        return value if isinstance(value, str) and value else "unknown"
+
+    def workload(self, program: str | None = None) -> list[psutil.Process]:
+        """Every live process carrying our marker, the supervisor itself left out; with
+        ``program``, only that program's (by the program marker the drill config sets)."""
+        return find_marked(self.marker, exclude={self.pid}, program=program)
+
+    def workload_by_program(self) -> dict[str | None, list[psutil.Process]]:
+        """The workload grouped by program marker (None: processes without one)."""
+        return by_program(self.marker, exclude={self.pid})
 
     def state(self, name: str | None = None) -> dict[str, Any]:
         response = self.client.get("/process", params={"name": name} if name else None)
@@ -242,30 +257,44 @@ class Supervisor:
         return found
 
     def wait_workload(
-        self, count: int, timeout: float = 10.0, stable_s: float = 0.0
+        self,
+        count: int,
+        timeout: float = 10.0,
+        stable_s: float = 0.0,
+        *,
+        program: str | None = None,
+        programs: Iterable[str] = (),
     ) -> list[psutil.Process]:
-        """Wait until at least ``count`` workload processes exist, unchanged for ``stable_s``.
+        """Wait until at least ``count`` workload processes exist (of ``program`` when
+        given), each of ``programs`` has one, and the whole workload is unchanged for
+        ``stable_s``; return the counted ones.
 
         Gives up early, as a setup error, when the supervisor reports every program
         fatal (say, a command that does not exist): that is an error, not a hang.
         """
         end = time.monotonic() + timeout
+        required = set(programs)
         last: set[int] = set()
         since = next_state_check = time.monotonic()
         while time.monotonic() < end:
-            procs = self.workload()
-            pids = {p.pid for p in procs}
+            groups = self.workload_by_program()
+            procs = [p for name, ps in groups.items() if program in (None, name) for p in ps]
+            pids = {p.pid for ps in groups.values() for p in ps}
             if pids != last:
                 last, since = pids, time.monotonic()
-            if len(pids) >= count and time.monotonic() - since >= stable_s:
+            ready = len(procs) >= count and required <= groups.keys()
+            if ready and time.monotonic() - since >= stable_s:
                 return procs
             if not pids and time.monotonic() >= next_state_check:
                 next_state_check = time.monotonic() + 0.25
                 self._raise_if_all_fatal()
             time.sleep(0.02)
+        missing = sorted(required - self.workload_by_program().keys())
         raise DrillSetupError(
-            f"workload never reached {count} stable process(es) within {timeout}s"
-            f" (saw {len(last)}); check the program's command"
+            f"workload never reached {count} stable process(es)"
+            f"{f' of program {program}' if program else ''} within {timeout}s"
+            f" (saw {len(last)} in all{f'; no process of {missing}' if missing else ''});"
+            " check the program's command"
         )
 
     def _raise_if_all_fatal(self) -> None:

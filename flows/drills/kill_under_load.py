@@ -1,5 +1,6 @@
 """``kill_under_load``: concurrent kills under concurrent status polling all answer
-200, and the tree is gone after each round.
+200, and the drilled program's tree is gone after each round; the other programs
+are untouched.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def run(ctx: DrillContext) -> tuple[bool, str]:
     sup = ctx.supervisor()
     name = ctx.program_name()
     load = _Load()
+    guard = ctx.watch_collateral(sup)
 
     def poller() -> None:
         with sup.new_client() as client:
@@ -50,6 +52,7 @@ def run(ctx: DrillContext) -> tuple[bool, str]:
         for t in threads:
             t.join()
     alive = sup.popen.poll() is None
+    ctx.check_collateral(guard)
     sup.stop()
     return _verdict(ctx, name, load, alive)
 
@@ -68,16 +71,17 @@ def _rounds(ctx: DrillContext, sup: Supervisor, name: str, load: _Load) -> None:
         for round_no in range(1, ROUNDS + 1):
             if round_no > 1:
                 call(control, ctx.log, "POST", "/process/start", json={"name": name})
-                sup.wait_workload(ctx.options.min_procs, stable_s=0.25)
-            ctx.log.tree(f"round {round_no}: before {KILLERS} concurrent kills", sup.workload())
+                sup.wait_workload(ctx.options.min_procs, stable_s=0.25, program=name)
+            before = ctx.workload(sup)
+            ctx.log.tree(f"round {round_no}: before {KILLERS} concurrent kills", before)
             barrier = threading.Barrier(KILLERS)
             killers = [threading.Thread(target=killer, args=(barrier,)) for _ in range(KILLERS)]
             for t in killers:
                 t.start()
             for t in killers:
                 t.join()
-            wait_for(lambda: not sup.workload(), 0.5, interval=0.005)
-            left = sup.workload()
+            wait_for(lambda: not ctx.workload(sup), 0.5, interval=0.005)
+            left = ctx.workload(sup)
             ctx.log.tree(f"round {round_no}: after the kills", left)
             if left:
                 load.problems.append(f"round {round_no}: {len(left)} process(es) alive after kills")

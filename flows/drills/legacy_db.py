@@ -48,7 +48,8 @@ def run(ctx: DrillContext) -> tuple[bool, str]:
     )
     # the DB is the subject, not the worker; a start that dies on the DB is a finding
     sup = ctx.supervisor(db=db, wait_workload=False, wait_healthy=False)
-    sup.wait_up()
+    if sup.wait_up():
+        ctx.read_containment(sup)
     exit_status = sup.popen.poll()
     sup.stop()
     trouble = [line for line in sup.log().splitlines() if _DB_TROUBLE.search(line)]

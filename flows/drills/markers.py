@@ -5,6 +5,11 @@ environment (the supervisor and, through inheritance, every program process,
 double-forked ones included). A marker is
 ``<runner pid>-<runner start time>-<uuid>``: a later run kills the leftovers of
 runners that no longer exist, and never a live runner's.
+
+A drill also gives each program of its config ``CHAOS_DRILL_PROGRAM=<name>`` in
+the program's ``env``, so its checks can tell the program it drills from the
+others (:func:`by_program`). A workload that clears its environment carries
+``chaos-drill-marker=<marker>`` as a whole argument instead (:func:`argv_token`).
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from collections.abc import Callable, Iterable
 import psutil
 
 MARKER_ENV = "CHAOS_DRILL_MARKER"
+PROGRAM_ENV = "CHAOS_DRILL_PROGRAM"
+ARGV_PREFIX = "chaos-drill-marker="
 Note = Callable[[str], None]
 
 
@@ -35,37 +42,86 @@ def _owner_alive(marker: str) -> bool:
         return False
 
 
-def marked_processes(predicate: Callable[[str], bool]) -> list[psutil.Process]:
-    """Live (non-zombie) processes whose drill marker satisfies ``predicate``."""
+def _marked(predicate: Callable[[str], bool]) -> list[tuple[psutil.Process, str | None]]:
+    """Live (non-zombie) processes whose drill marker satisfies ``predicate``, with their
+    program marker (None when they carry none)."""
     found = []
     me = os.getpid()
     for proc in psutil.process_iter():
         try:
             if proc.pid == me:
                 continue
-            value = proc.environ().get(MARKER_ENV)
+            env = proc.environ()
+            value = env.get(MARKER_ENV)
             if value is not None and predicate(value) and proc.status() != psutil.STATUS_ZOMBIE:
-                found.append(proc)
+                found.append((proc, env.get(PROGRAM_ENV)))
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
     return found
 
 
-def find_marked(marker: str, exclude: Iterable[int] = ()) -> list[psutil.Process]:
-    """Every live process carrying exactly this marker, ``exclude`` left out."""
+def marked_processes(predicate: Callable[[str], bool]) -> list[psutil.Process]:
+    """Live (non-zombie) processes whose drill marker satisfies ``predicate``."""
+    return [proc for proc, _ in _marked(predicate)]
+
+
+def find_marked(
+    marker: str, exclude: Iterable[int] = (), program: str | None = None
+) -> list[psutil.Process]:
+    """Every live process carrying exactly this marker, ``exclude`` left out; with
+    ``program``, only those whose program marker is that name."""
     skip = set(exclude)
-    return [p for p in marked_processes(lambda v: v == marker) if p.pid not in skip]
+    return [
+        p
+        for p, name in _marked(lambda v: v == marker)
+        if p.pid not in skip and (program is None or name == program)
+    ]
 
 
-def kill_marked(predicate: Callable[[str], bool], timeout: float = 10.0) -> list[int]:
-    """SIGSTOP then SIGKILL every matching process until a scan finds none; their pids.
+def by_program(marker: str, exclude: Iterable[int] = ()) -> dict[str | None, list[psutil.Process]]:
+    """The live processes carrying this marker, grouped by their program marker."""
+    skip = set(exclude)
+    groups: dict[str | None, list[psutil.Process]] = {}
+    for proc, name in _marked(lambda v: v == marker):
+        if proc.pid not in skip:
+            groups.setdefault(name, []).append(proc)
+    return groups
+
+
+def argv_token(marker: str) -> str:
+    """The argument that marks a process by its command line: ``chaos-drill-marker=<marker>``."""
+    return ARGV_PREFIX + marker
+
+
+def _argv_marked(predicate: Callable[[str], bool]) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        cmdline = proc.info["cmdline"] or []
+        if proc.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        if any(a.startswith(ARGV_PREFIX) and predicate(a[len(ARGV_PREFIX) :]) for a in cmdline):
+            found.append(proc)
+    return found
+
+
+def find_by_argv(marker: str) -> list[psutil.Process]:
+    """Live (non-zombie) processes with :func:`argv_token` of ``marker`` as a whole argument.
+
+    For workloads that clear their environment: a process keeps its parent's argv
+    from fork to exec, so a token every command line carries cannot miss one.
+    """
+    return _argv_marked(lambda value: value == marker)
+
+
+def kill_found(find: Callable[[], list[psutil.Process]], timeout: float = 10.0) -> list[int]:
+    """SIGSTOP then SIGKILL every process ``find`` returns, until it returns none; their pids.
 
     SIGSTOP first, so a process cannot fork between our scan and its SIGKILL.
     """
     killed: set[int] = set()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        procs = marked_processes(predicate)
+        procs = find()
         if not procs:
             break
         for proc in procs:
@@ -79,9 +135,15 @@ def kill_marked(predicate: Callable[[str], bool], timeout: float = 10.0) -> list
     return sorted(killed)
 
 
+def kill_marked(predicate: Callable[[str], bool], timeout: float = 10.0) -> list[int]:
+    """SIGSTOP then SIGKILL every process whose marker matches, until a scan finds none."""
+    return kill_found(lambda: marked_processes(predicate), timeout)
+
+
 def kill_leftovers(note: Note | None = None) -> list[int]:
     """Kill processes left by drill runners that no longer exist; return their pids."""
     pids = kill_marked(lambda value: not _owner_alive(value))
+    pids += kill_found(lambda: _argv_marked(lambda value: not _owner_alive(value)))
     if pids and note:
         note(f"killed {len(pids)} leftover process(es) of dead drill runs: {pids}")
     return pids

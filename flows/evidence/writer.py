@@ -214,6 +214,7 @@ class RunWriter:
         drills: Sequence[str],
         command: str,
         config: str | None,
+        program: Mapping[str, str] | None = None,
         now: Callable[[], datetime] = _now,
         host: Callable[[], dict[str, Any]] = _host,
         versions: Callable[[], dict[str, str]] = _versions,
@@ -258,6 +259,7 @@ class RunWriter:
             "git_commit": git_commit(),
             "command": command,
             "config": config,
+            "program": dict(program) if program else None,  # {name, chosen_by}
             "drills": [_unfinished(d) for d in drills],
         }
         write_json(self.run_dir / RESULTS, self._results, durable=self._durable)

@@ -17,6 +17,7 @@ flow end ``Failed`` if any drill failed or errored, or the site did not build.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shlex
 import sys
@@ -42,7 +43,7 @@ from flows.evidence import RunWriter, new_run_dir
 from flows.pipeline.events import emit_sealed, emit_verdict
 from flows.registry import DRILL_IDS, check_ids
 from flows.runner import (
-    config_path,
+    drill_options,
     open_run,
     prepare,
     record_error,
@@ -239,6 +240,7 @@ def nightly_drills(
     config: str | None = None,
     publish: bool = True,
     site_dir: str = "site",
+    program: str | None = None,
 ) -> State:
     """Run the chaos drills one by one into a new run folder, then build the evidence site.
 
@@ -248,14 +250,20 @@ def nightly_drills(
         config: a supervisor config (TOML) whose programs to drill; null drills the demo worker.
         publish: compute the trends and build the evidence site after the drills.
         site_dir: where the evidence site is built.
+        program: the config's program the per-program drills target; null: the first.
     """
     logger = get_run_logger()
     ids = check_ids(drills)
-    options = _options(config)
+    options = dataclasses.replace(_options(config), program=program or None)
     prepare(options, logger.info)  # an unreadable config fails here, before a run folder exists
     run_dir = new_run_dir(Path(artifacts_root))
     command = f"prefect flow {FLOW_NAME} " + shlex.join(
-        [f"drills={','.join(ids)}", f"artifacts_root={artifacts_root}", f"config={config}"]
+        [
+            f"drills={','.join(ids)}",
+            f"artifacts_root={artifacts_root}",
+            f"config={config}",
+            f"program={program}",
+        ]
     )
     writer = open_run(run_dir, ids, options, command)
     results = run_loop(writer, ids, options, logger.info, one=_drill_in_task)
@@ -308,7 +316,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     try:
         check_ids(args.drills)
-        config_path(args.config)
+        drill_options(args.config, args.program)
     except FlowsError as exc:
         print(f"flows nightly: {exc}", file=sys.stderr)
         return 2
@@ -321,6 +329,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
             config=args.config,
             publish=not args.no_publish,
             site_dir=args.site_dir,
+            program=args.program,
             return_state=True,
         )
     outcome = state.result(raise_on_failure=False)
