@@ -109,13 +109,27 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _add_evidence(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    verify = sub.add_parser("verify", help="re-hash a run folder, or every run and the chain")
+    verify = sub.add_parser(
+        "verify", help="check a run folder, or every run: files, signatures, the log, criteria"
+    )
     verify.add_argument(
         "path",
         nargs="?",
         default=DEFAULT_ROOT,
         metavar="RUN_DIR|ROOT",
         help="one run folder, or a root holding run folders (default: %(default)s)",
+    )
+    verify.add_argument(
+        "--key",
+        metavar="PUB",
+        help="the signer's public key (PEM); default: evidence-key.pub in the root. "
+        "Pass a copy kept elsewhere: a key read from the root proves consistency only",
+    )
+    verify.add_argument(
+        "--since",
+        metavar="SIZE:ROOT",
+        help="a checkpoint copied elsewhere earlier (size and root_sha256); "
+        "verify fails unless the log only grew from it",
     )
 
     trends = sub.add_parser("trends", help="print per-drill trends in the terminal")

@@ -215,7 +215,7 @@ def test_cli_verify_exits_0_for_an_intact_run_whose_verdict_is_fail(tmp_path):
     assert writer.finalize()["verdict"] == "fail"
     out = cli_verify(tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert f"OK {writer.run_id} (4 files)\n" in out.stdout
+    assert f"OK {writer.run_id} (6 files, signed, log #0)\n" in out.stdout
 
 
 def test_cli_synth_exit_codes_and_a_history_verify_names_as_synthetic(tmp_path):
@@ -227,7 +227,9 @@ def test_cli_synth_exit_codes_and_a_history_verify_names_as_synthetic(tmp_path):
     checked = cli_verify(root)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "4 synthetic" in checked.stdout
-    assert re.search(r"^OK chaos-drill-\S+ \(\d+ files, synthetic\)$", checked.stdout, re.M)
+    assert re.search(
+        r"^OK chaos-drill-\S+ \(\d+ files, signed, log #\d+, synthetic\)$", checked.stdout, re.M
+    )
 
     negative = cli("synth", "--artifacts", str(root), "--runs", "-1")
     assert negative.returncode == 2

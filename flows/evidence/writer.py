@@ -28,6 +28,7 @@ import re
 import socket
 import subprocess
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from flows.errors import EvidenceError
+from flows.evidence import log as evidence_log
 from flows.evidence.atomic import (
     fsync_dir,
     os_error_message,
@@ -42,9 +44,13 @@ from flows.evidence.atomic import (
     write_atomic,
     write_json,
 )
+from flows.evidence.attest import sign_run
+from flows.evidence.criteria import build_criteria, drill_criteria, drill_digest
 from flows.evidence.junit import build_junit
+from flows.evidence.keys import SigningKey, load_signing_key, publish_public_key
 from flows.evidence.layout import (
     CHAIN_LOCK,
+    CRITERIA,
     JUNIT,
     MANIFEST,
     RESULTS,
@@ -52,10 +58,12 @@ from flows.evidence.layout import (
     SCHEMA_VERSION,
     drill_log_name,
     hash_tree,
+    load_results,
     read_json,
     run_key,
     run_names,
 )
+from flows.evidence.report import default_owner, write_report
 
 __all__ = ["RunWriter", "new_run_dir"]
 
@@ -139,6 +147,7 @@ def _unfinished(drill_id: str) -> dict[str, Any]:
         "summary": _UNFINISHED,
         "log": drill_log_name(drill_id),
         "metrics": {},
+        "criteria_sha256": None,  # set when the result is recorded
     }
 
 
@@ -187,11 +196,11 @@ def _chain_lock(root: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _chain_tail(root: Path, exclude: str) -> dict[str, str] | None:
+def _chain_tail(root: Path, exclude: str, names: list[str] | None = None) -> dict[str, str] | None:
     """The ``previous`` entry for a run sealed now; call only under the chain lock."""
     sealed: dict[str, tuple[str | None, str]] = {}
     where = os.path.abspath(root)
-    for name in run_names(root):
+    for name in run_names(root) if names is None else names:
         found = _sealed(where, name) if name != exclude else None
         if found is not None:
             sealed[name] = found
@@ -220,11 +229,19 @@ class RunWriter:
         git_commit: Callable[[], str | None] = _git_commit,
         synthetic: bool = False,
         durable: bool = True,
+        signing_key: SigningKey | None = None,
+        owner: str | None = None,
     ) -> None:
         """``now`` stamps the start and the end; ``host``, ``versions`` and ``git_commit``
         are read once, here. The defaults read the clock and this machine; a made-up
         history passes its own and ``synthetic=True``. ``durable=False`` skips the fsyncs
-        (never for evidence meant to be kept: a power cut may lose the last writes)."""
+        (never for evidence meant to be kept: a power cut may lose the last writes).
+
+        ``signing_key`` signs the statement and the log (default: :func:`load_signing_key`,
+        generated on first use); ``owner`` goes into ``EVIDENCE.md`` (default ``--owner``
+        / ``$EVIDENCE_OWNER``, else this user). ``criteria.json`` is sealed here, before
+        any drill can start, and the writer holds an flock on the folder until it is
+        finalized or closed: the log takes a folder nobody holds for a dead run's."""
         self.run_dir = Path(run_dir)
         self.run_id = self.run_dir.name
         drills = list(drills)
@@ -240,27 +257,44 @@ class RunWriter:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise EvidenceError(os_error_message("create", self.run_dir, exc)) from exc
+        self._key = signing_key or load_signing_key()
+        publish_public_key(self.run_dir.parent, self._key, write=False)  # fail before drills
+        self._hold = _hold_folder(self.run_dir)
+        self._release = weakref.finalize(self, os.close, self._hold)
         self._now = now
         self._synthetic = synthetic
         self._durable = durable
         self._lock = threading.Lock()  # drills may finish on several worker threads
         self._finalized = False
+        started = now().isoformat()
         self._results: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
             "run_id": self.run_id,
             **({"synthetic": True} if synthetic else {}),
             "status": "incomplete",
             "verdict": None,
-            "started_at": now().isoformat(),
+            "started_at": started,
             "finished_at": None,
             "host": host(),
             "versions": versions(),
             "git_commit": git_commit(),
             "command": command,
             "config": config,
+            "owner": owner or default_owner(),
             "drills": [_unfinished(d) for d in drills],
         }
+        # The first thing the run commits to: what "pass" means, before any drill starts.
+        criteria = build_criteria(self.run_id, drills, config, started)
+        write_json(self.run_dir / CRITERIA, criteria, durable=self._durable)
+        self._results["criteria_sha256"] = sha256_bytes((self.run_dir / CRITERIA).read_bytes())
         write_json(self.run_dir / RESULTS, self._results, durable=self._durable)
+        log.log(
+            logging.DEBUG if synthetic else logging.INFO,
+            "evidence.criteria_sealed run=%s sha256=%s drills=%d",
+            self.run_id,
+            self._results["criteria_sha256"],
+            len(drills),
+        )
 
     def log_path(self, drill_id: str) -> Path:
         """Where drill ``drill_id`` writes its log."""
@@ -285,6 +319,9 @@ class RunWriter:
             )
         for key, default in _unfinished(drill_id).items():
             entry.setdefault(key, default)
+        # The criteria this drill ran under, from its code as it is now: verify compares
+        # them with the sealed ones.
+        entry["criteria_sha256"] = drill_digest(drill_criteria(drill_id))
         with self._lock:
             if self._finalized:
                 raise EvidenceError(
@@ -315,10 +352,15 @@ class RunWriter:
             write_json(self.run_dir / RESULTS, self._results, durable=self._durable)
             junit = build_junit(self._results, self.run_dir)
             write_atomic(self.run_dir / JUNIT, junit, durable=self._durable)
-            files = hash_tree(self.run_dir)
             root = self.run_dir.parent
             with _chain_lock(root):
-                previous = _chain_tail(root, exclude=self.run_id)
+                names = run_names(root)
+                last = evidence_log.last_entry(root)
+                write_report(
+                    self.run_dir, self._results, _previous(root, last), durable=self._durable
+                )
+                files = hash_tree(self.run_dir)
+                previous = _chain_tail(root, exclude=self.run_id, names=names)
                 manifest = {
                     "schema_version": SCHEMA_VERSION,
                     "run_id": self.run_id,
@@ -327,13 +369,62 @@ class RunWriter:
                     "previous": previous,
                 }
                 write_json(self.run_dir / MANIFEST, manifest, durable=self._durable)
+                publish_public_key(root, self._key, durable=self._durable)
+                envelope = sign_run(self.run_dir, self._results, self._key, durable=self._durable)
+                appended = evidence_log.append(
+                    root,
+                    names,
+                    self._key,
+                    own=(self.run_id, envelope),
+                    sealer=self._seal_dead,
+                    durable=self._durable,
+                )
+            self.close()
             self._finalized = True
             log.log(
                 logging.DEBUG if self._synthetic else logging.INFO,  # a history is thousands
-                "evidence.run_sealed run=%s verdict=%s files=%d previous=%s",
+                "evidence.run_sealed run=%s verdict=%s files=%d previous=%s log_index=%s",
                 self.run_id,
                 self._results["verdict"],
                 len(files),
                 previous and previous["run_id"],
+                appended.get(self.run_id),
             )
             return copy.deepcopy(self._results)
+
+    def close(self) -> None:
+        """Let go of the folder without sealing it, as a runner that died would: the next
+        append to the log signs it ``FAILED`` from what is on disk."""
+        self._release()
+
+    def _seal_dead(self, run_dir: Path) -> bytes:
+        """Sign a run whose writer is gone, from its files; the envelope's bytes."""
+        results = load_results(run_dir)
+        write_report(run_dir, results, None, durable=self._durable)
+        return sign_run(run_dir, results, self._key, durable=self._durable)
+
+
+def _hold_folder(run_dir: Path) -> int:
+    """An fd holding an exclusive flock on ``run_dir``: this run is alive while it is open."""
+    try:
+        fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise EvidenceError(os_error_message("open", run_dir, exc)) from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        os.close(fd)
+        raise EvidenceError(
+            f"evidence: another writer holds {run_dir}; pass a new --run-dir"
+        ) from exc
+    return fd
+
+
+def _previous(root: Path, last: evidence_log.Entry | None) -> dict[str, Any] | None:
+    """The results of the newest run in the log, for "what changed since"."""
+    if last is None:
+        return None
+    try:
+        return load_results(root / last.run_id)
+    except EvidenceError:
+        return None
