@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -106,6 +107,30 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="supervisor config (TOML) whose programs to drill (default: the demo worker)",
     )
     run.add_argument("--command-line", help=argparse.SUPPRESS)
+    _add_signing_options(run)
+
+
+def _add_signing_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--signing-key",
+        metavar="PATH",
+        help="Ed25519 private key (PEM) that signs the run and the log; generated there if "
+        "missing (default: $EVIDENCE_SIGNING_KEY, else "
+        "$XDG_CONFIG_HOME/chaos-drills/evidence-key.pem)",
+    )
+    parser.add_argument(
+        "--owner",
+        metavar="NAME",
+        help="owner named in each run's EVIDENCE.md (default: $EVIDENCE_OWNER, else this user)",
+    )
+
+
+def _signing_environment(args: argparse.Namespace) -> None:
+    """--signing-key and --owner reach the writer (and a Prefect task) as its settings."""
+    if getattr(args, "signing_key", None):
+        os.environ["EVIDENCE_SIGNING_KEY"] = os.path.abspath(args.signing_key)
+    if getattr(args, "owner", None):
+        os.environ["EVIDENCE_OWNER"] = args.owner
 
 
 def _add_evidence(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -161,6 +186,7 @@ def _add_nightly(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     _add_drill_option(nightly)
     nightly.add_argument("--config", metavar="FILE")
     nightly.add_argument("--no-publish", action="store_true", help="skip trends and site")
+    _add_signing_options(nightly)
     nightly.add_argument(
         "--site-dir",
         default="site",
@@ -209,6 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for noisy in ("httpx", "httpcore"):  # one line per request drowns the drill progress
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    _signing_environment(args)
     module_name, handler_name = _HANDLERS[args.command]
     handler = getattr(importlib.import_module(module_name), handler_name)
     try:

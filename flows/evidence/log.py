@@ -19,6 +19,7 @@ run folder while alive, so a run still going is never taken for a dead one.
 
 from __future__ import annotations
 
+import base64
 import fcntl
 import json
 import logging
@@ -50,6 +51,7 @@ from flows.evidence.layout import (
 __all__ = [
     "Entry",
     "append",
+    "checkpoint_lines",
     "checkpoint_name",
     "checkpoint_payload",
     "last_entry",
@@ -315,3 +317,28 @@ def _write_inclusion(run_dir: Path, state: _Log, index: int, durable: bool) -> N
         },
         durable=durable,
     )
+
+
+def checkpoint_lines(root: Path) -> list[str]:
+    """Markdown: the current checkpoint (size, root hash, signature checked with the root's
+    public key) and why to copy it elsewhere; [] when the root has no log yet."""
+    from flows.evidence.dsse import EnvelopeError, open_envelope
+    from flows.evidence.keys import PUBLIC_KEY, load_public_key
+
+    try:
+        raw = (Path(root) / CHECKPOINT).read_bytes()
+        payload = json.loads(base64.b64decode(json.loads(raw)["payload"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    try:
+        open_envelope(raw, CHECKPOINT_TYPE, load_public_key(Path(root) / PUBLIC_KEY))
+        signed = "signature valid"
+    except (EnvelopeError, EvidenceError):
+        signed = "signature NOT valid"
+    return [
+        f"- log checkpoint: size **{payload.get('size')}**, root hash "
+        f"`{payload.get('root_sha256')}` ({signed})",
+        "- copy these two values somewhere we do not control (a ticket, a chat): later, "
+        "`python -m flows verify ROOT --since SIZE:ROOT_HASH` shows the log only grew from "
+        "them, so no run before it was rewritten or removed",
+    ]

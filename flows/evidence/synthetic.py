@@ -295,6 +295,8 @@ def _write_run(root: Path, night: _Night, history: _History, rng: random.Random)
     if night.stop_after is None:
         clock.t = t
         writer.finalize()
+    else:
+        writer.close()  # as its runner died: the next run signs it FAILED into the log
     return run_dir
 
 

@@ -37,6 +37,7 @@ from prefect.states import Completed, Failed
 from flows.drills import DrillOptions
 from flows.errors import FlowsError, SetupError
 from flows.evidence import RunWriter, new_run_dir
+from flows.evidence.log import checkpoint_lines
 from flows.registry import check_ids
 from flows.runner import (
     config_path,
@@ -140,6 +141,7 @@ def _evidence_markdown(
         "",
         f"- run folder: `{run_dir}`",
         f"- verify: `python -m flows verify {run_dir}`",
+        *checkpoint_lines(run_dir.parent),
     ]
     if site:
         lines.append(f"- site page: [{results['run_id']}]({site})")
