@@ -4,9 +4,10 @@ Writes a synthetic history (every registered drill each night, signed and logged
 real runs are, fsyncs off as ``synth`` does) into a temp dir with a throwaway key,
 times ``verify`` of the whole root (files, chain, every signature, every leaf, the
 Merkle root, every kept checkpoint's consistency, every inclusion proof, the
-criteria), then seals one more real run (fsyncs on) and times the signing and the
-log append inside its ``finalize``. Targets from issue 13: verify of 3,650 runs
-within 10 s; signing adds at most 50 ms to a run.
+criteria), then seals one more real run (fsyncs on) in a fresh process, as a
+nightly run does, and times the signing and the log append inside its
+``finalize``. Targets: verify of 3,650 runs within 10 s (issue 13); signing and
+log append at most 10 ms on a log of 3,650 runs; synth of 3,650 runs within 60 s.
 
     .venv/bin/python benchmarks/verify_scale.py [--runs 3650]
 """
@@ -14,7 +15,9 @@ within 10 s; signing adds at most 50 ms to a run.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +34,8 @@ from flows.evidence.writer import RunWriter, new_run_dir  # noqa: E402
 from flows.registry import DRILL_IDS  # noqa: E402
 
 VERIFY_TARGET_S = 10.0
-SIGN_TARGET_MS = 50.0
+SIGN_TARGET_MS = 10.0
+SYNTH_TARGET_S = 60.0
 
 
 def _timed(spent: list[float], fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -76,7 +80,15 @@ def bench(runs: int, tmp: Path) -> dict[str, float]:
     verify_s = time.perf_counter() - started
     if not report.ok:
         raise SystemExit(f"verify found problems in a fresh history: {report.problems[:3]}")
-    sign_ms, finalize_ms = _one_real_run(root)
+    # A fresh interpreter: a nightly run starts with nothing of the log in memory.
+    child = subprocess.run(
+        [sys.executable, __file__, "--one-run", str(root)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=os.environ,
+    )
+    sign_ms, finalize_ms = json.loads(child.stdout.splitlines()[-1])
     return {
         "synth_s": synth_s,
         "verify_s": verify_s,
@@ -88,11 +100,12 @@ def bench(runs: int, tmp: Path) -> dict[str, float]:
 def main(runs: int = 3650) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="bench-verify-") as tmp:
         got = bench(runs, Path(tmp))
-    print(f"synth {runs} signed runs: {got['synth_s']:.1f} s")
+    print(f"synth {runs} signed runs: {got['synth_s']:.1f} s (target <= {SYNTH_TARGET_S:g} s)")
     print(f"verify {runs} runs: {got['verify_s']:.2f} s (target <= {VERIFY_TARGET_S:g} s)")
     print(
         f"signing + log append of one run: {got['sign_ms']:.1f} ms "
-        f"(target <= {SIGN_TARGET_MS:g} ms); whole finalize {got['finalize_ms']:.1f} ms"
+        f"(target <= {SIGN_TARGET_MS:g} ms, fresh process, fsyncs on); "
+        f"whole finalize {got['finalize_ms']:.1f} ms"
     )
     return {
         f"verify_{runs}_s": round(got["verify_s"], 2),
@@ -104,4 +117,9 @@ def main(runs: int = 3650) -> dict[str, float]:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3650)
-    main(parser.parse_args().runs)
+    parser.add_argument("--one-run", metavar="ROOT", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one_run:
+        print(json.dumps(_one_real_run(Path(args.one_run))))
+    else:
+        main(args.runs)

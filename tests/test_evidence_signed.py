@@ -11,6 +11,7 @@ import signal
 import stat
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,8 @@ from flows.evidence import log as evidence_log
 from flows.evidence.dsse import CHECKPOINT, seal
 from flows.evidence.keys import PublicKey, SigningKey, load_signing_key
 from flows.evidence.merkle import Tree, leaf_hash, verify_consistency, verify_inclusion
-from tests.evidence_helpers import REPO, T0, make_run, run_drill
+from flows.evidence.writer import batched_log
+from tests.evidence_helpers import REPO, T0, make_run, result, run_drill
 
 # RFC 6962 reference leaves and tree heads (certificate-transparency's test data).
 CT_LEAVES = ["", "00", "10", "2021", "3031", "40414243", "5051525354555657",
@@ -78,6 +80,28 @@ def test_every_inclusion_and_consistency_proof_verifies_and_a_wrong_root_does_no
             proof = tree.consistency_proof(m)
             assert verify_consistency(m, n, proof, _brute_root(tree.leaves[:m]), root)
             assert not verify_consistency(m, n, proof, _brute_root(tree.leaves[:m]), bad)
+
+
+def test_a_tree_grown_from_a_compact_range_has_the_full_trees_roots_and_new_proofs():
+    """From the compact range of m leaves (popcount(m) hashes), appending the rest gives
+    the roots and the new leaves' audit paths of the tree built from every leaf."""
+    for n in range(1, 34):
+        leaves = [leaf_hash(bytes([i, n])) for i in range(n)]
+        full = Tree(leaves)
+        for m in range(n):
+            compact = full.compact_range(m)
+            assert len(compact) == bin(m).count("1")
+            grown = Tree.from_compact_range(m, compact)
+            for leaf in leaves[m:]:
+                grown.append(leaf)
+                assert grown.root() == full.root(len(grown))
+            for i in range(m, n):
+                assert grown.inclusion_proof(i) == full.inclusion_proof(i)
+            if m >= 2:  # leaf 0's sibling is inside the first compact subtree
+                with pytest.raises(ValueError, match="inside the compact range"):
+                    grown.inclusion_proof(0)
+    with pytest.raises(ValueError, match="compact range of 2 hashes, got 1"):
+        Tree.from_compact_range(3, [leaf_hash(b"x")])
 
 
 # --- keys and the statement ------------------------------------------------------------
@@ -143,6 +167,47 @@ def test_a_failed_drill_is_a_failed_statement_and_the_report_never_says_pass(tmp
     assert "Not in scope" in report  # the other registered drills weaken the claim
 
 
+def test_passes_under_session_or_unknown_containment_are_warned_not_passed(tmp_path):
+    """Per-drill containment: cgroup passes, session and unknown passes are warnedTests and
+    findings of EVIDENCE.md; a drill without the field claims nothing either way."""
+    drills = ["api_kill", "sigterm", "sigkill", "crash_restart", "bad_input"]
+    writer = RunWriter(new_run_dir(tmp_path, now=T0), drills=drills, command="t", config=None)
+    given = {"api_kill": "cgroup", "sigterm": "session", "sigkill": "unknown",
+             "crash_restart": "session"}  # fmt: skip
+    for drill in drills:
+        status = "fail" if drill == "crash_restart" else "pass"
+        writer.log_path(drill).write_text(f"{status.upper()}: {drill}\n")
+        extra = {"containment": given[drill]} if drill in given else {}
+        writer.record(result(drill, status, **extra))
+    writer.finalize()
+    predicate = _statement(writer.run_dir)["predicate"]
+    assert predicate["passedTests"] == ["api_kill", "bad_input"]
+    assert predicate["warnedTests"] == ["sigterm", "sigkill"]
+    assert predicate["failedTests"] == ["crash_restart"]  # a failure stays a failure
+    report = (writer.run_dir / "EVIDENCE.md").read_text()
+    findings = report.split("## Findings")[1].split("## Conclusion")[0]
+    assert "Passed but contained by session, not cgroup" in findings
+    assert (
+        "escapes the supervisor's kill, so these passes are weaker claims: `sigterm`." in findings
+    )
+    assert "did not report (/healthz gave none): these passes do not show a process tree was " \
+        "contained: `sigkill`." in findings  # fmt: skip
+    assert "`api_kill`" not in findings and "`bad_input`" not in findings
+    assert "- containment: cgroup" in report.split("### api_kill")[1].split("###")[0]
+    assert "containment" not in report.split("### bad_input")[1].split("##")[0]
+
+
+def test_all_passes_under_cgroup_containment_leave_no_warning(tmp_path):
+    """Every drill contained by cgroup: all passed, no warning, no containment finding."""
+    writer = RunWriter(new_run_dir(tmp_path, now=T0), drills=["api_kill"], command="t", config=None)
+    writer.log_path("api_kill").write_text("PASS: api_kill\n")
+    writer.record(result("api_kill", containment="cgroup"))
+    writer.finalize()
+    predicate = _statement(writer.run_dir)["predicate"]
+    assert (predicate["passedTests"], predicate["warnedTests"]) == (["api_kill"], [])
+    assert "Passed but" not in (writer.run_dir / "EVIDENCE.md").read_text()
+
+
 def _statement(run: Path) -> dict:
     return json.loads(
         base64.b64decode(json.loads((run / "attestation.dsse.json").read_text())["payload"])
@@ -170,6 +235,62 @@ def test_each_run_is_a_leaf_with_an_inclusion_proof_and_old_checkpoints_are_kept
     assert report.ok, report.problems
     assert [r.log_index for r in report.runs] == [0, 1, 2]
     assert report.checkpoints[""]["size"] == 3
+
+
+def test_a_fresh_process_appends_without_rehashing_the_old_leaves(tmp_path, monkeypatch):
+    """Nothing of the log in memory: the next root comes from the newest run's audit path,
+    checked against the checkpoint, not from every leaf; verify agrees with the result."""
+    for day in range(5):
+        make_run(tmp_path, day)
+    evidence_log._LOGS.clear()  # as a new interpreter starts
+
+    def no_leaf_reads(root, entry):
+        raise AssertionError(f"leaf {entry.index} was read")
+
+    monkeypatch.setattr(evidence_log, "_leaf_hash_of", no_leaf_reads)
+    newest = make_run(tmp_path, 5)
+    monkeypatch.undo()
+    report = verify(tmp_path)
+    assert report.ok, report.problems
+    assert report.checkpoints[""]["size"] == 6
+    assert json.loads((newest / "inclusion.json").read_text())["log_index"] == 5
+
+
+def test_a_fresh_process_rehashes_every_leaf_when_the_checkpoint_disagrees(tmp_path):
+    """The newest run's inclusion proof is gone (a crash before it was written): the
+    appender falls back to every leaf, and the log it signs still verifies."""
+    runs = [make_run(tmp_path, day) for day in range(3)]
+    (runs[-1] / "inclusion.json").unlink()
+    evidence_log._LOGS.clear()
+    make_run(tmp_path, 3)
+    problems = verify(tmp_path).problems
+    assert problems == [f"{runs[-1].name}: inclusion.json unusable (evidence: "
+                        f"{runs[-1] / 'inclusion.json'} is missing; {runs[-1]} is not a run "
+                        "folder (a run writes results.json as soon as it starts))"]  # fmt: skip
+
+
+def test_a_batch_signs_one_checkpoint_proves_every_run_and_adopts_a_dead_one(tmp_path):
+    """Within batched_log runs get entries only; leaving it signs one checkpoint, writes
+    every inclusion proof and signs FAILED the run whose writer went away meanwhile."""
+    make_run(tmp_path, 0)
+    with batched_log(tmp_path):
+        inside = [make_run(tmp_path, 1)]
+        dead = RunWriter(new_run_dir(tmp_path, now=T0 + timedelta(days=2)), drills=["api_kill"],
+                         command="t", config=None)  # fmt: skip
+        dead.close()
+        inside.append(make_run(tmp_path, 3))
+        assert not any((run / "inclusion.json").exists() for run in inside)
+        lines = (tmp_path / "log" / "entries.jsonl").read_text().splitlines()
+        assert [json.loads(x)["run_id"] for x in lines[1:]] == [r.name for r in inside]
+        assert not (tmp_path / "log" / "checkpoints").exists()  # still the first checkpoint
+    assert sorted(p.name for p in (tmp_path / "log" / "checkpoints").iterdir()) == [
+        "checkpoint-00000001.dsse.json"
+    ]
+    assert _statement(dead.run_dir)["predicate"]["result"] == "FAILED"
+    report = verify(tmp_path)
+    assert report.ok, report.problems
+    assert [r.log_index for r in report.runs] == [0, 1, 3, 2]  # the dead run joined last
+    assert report.checkpoints[""]["size"] == 4
 
 
 def _legacy_run(root: Path, name: str, previous: Path | None) -> Path:

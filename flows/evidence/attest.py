@@ -24,10 +24,20 @@ from flows.evidence.dsse import IN_TOTO, seal
 from flows.evidence.keys import SigningKey
 from flows.evidence.layout import ATTESTATION, INCLUSION, hash_tree, read_json
 
-__all__ = ["PREDICATE_TYPE", "STATEMENT_TYPE", "build_statement", "sign_run", "site_url"]
+__all__ = [
+    "PREDICATE_TYPE",
+    "STATEMENT_TYPE",
+    "WEAK_CONTAINMENT",
+    "build_statement",
+    "sign_run",
+    "site_url",
+]
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://in-toto.io/attestation/test-result/v0.1"
+# A drill's ``containment`` (from its supervisor's /healthz): ``cgroup`` backs a pass
+# fully; these two make it a warned pass. A drill with no such field claims nothing.
+WEAK_CONTAINMENT = ("session", "unknown")
 SITE_URL_ENV = "NIGHTLY_SITE_URL"  # the same setting the nightly flow links with
 _RUN_PAGE = "generated/runs/{run_id}/"  # flows.site.run_page_url; not imported (pandas)
 
@@ -64,16 +74,17 @@ def build_statement(run_dir: Path, results: dict[str, Any], url: str | None) -> 
     run_id = run_dir.name
     files = hash_tree(run_dir, exclude=(ATTESTATION, INCLUSION))
     drills = [d for d in results.get("drills", []) if isinstance(d, dict)]
-    passed = [d["id"] for d in drills if d.get("status") == "pass"]
+    passed = [d for d in drills if d.get("status") == "pass"]
     failed = [d["id"] for d in drills if d.get("status") != "pass"]
-    # A pass that leans on the weaker session containment is a warning, not a clean pass.
-    weak = results.get("containment") == "session"
+    # A pass under session containment (or containment its supervisor did not report) is
+    # a warning, not a clean pass: a process that leaves its session escapes the kill.
+    warned = [d["id"] for d in passed if d.get("containment") in WEAK_CONTAINMENT]
     complete = results.get("status") == "complete" and results.get("verdict") == "pass"
     predicate: dict[str, Any] = {
         "result": "PASSED" if complete and passed and not failed else "FAILED",
         "configuration": _configuration(run_dir, files),
-        "passedTests": [] if weak else passed,
-        "warnedTests": passed if weak else [],
+        "passedTests": [d["id"] for d in passed if d["id"] not in warned],
+        "warnedTests": warned,
         "failedTests": failed,
     }
     if url:

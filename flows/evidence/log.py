@@ -24,6 +24,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,13 @@ from typing import Any
 
 from flows.errors import EvidenceError
 from flows.evidence import merkle
-from flows.evidence.atomic import os_error_message, sha256_bytes, write_atomic, write_json
+from flows.evidence.atomic import (
+    fsync_dir,
+    os_error_message,
+    sha256_bytes,
+    write_atomic,
+    write_json,
+)
 from flows.evidence.dsse import CHECKPOINT as CHECKPOINT_TYPE
 from flows.evidence.dsse import seal
 from flows.evidence.keys import SigningKey
@@ -55,6 +62,8 @@ __all__ = [
     "checkpoint_name",
     "checkpoint_payload",
     "last_entry",
+    "logged",
+    "newest_first",
     "parse_entries",
     "writer_alive",
 ]
@@ -102,19 +111,81 @@ def parse_entries(raw: bytes) -> tuple[list[Entry], list[str]]:
 
 @dataclass
 class _Log:
-    """What this process knows of one root's log: entries, the tree, the file read so far."""
+    """What this process knows of one root's log: the entries, the tree, the file read so far."""
 
     identity: tuple[int, int] = (0, 0)  # (inode, bytes read)
-    entries: list[Entry] = field(default_factory=list)
+    run_ids: list[str] = field(default_factory=list)
+    leaf_sha256: list[str] = field(default_factory=list)
+    leaf_files: dict[int, str] = field(default_factory=dict)  # index -> file, if not ATTESTATION
+    index: dict[str, int] = field(default_factory=dict)  # run_id -> index
     tree: merkle.Tree = field(default_factory=merkle.Tree)
-    leaves: dict[str, int] = field(default_factory=dict)  # run_id -> index
+    unproven: list[str] = field(default_factory=list)  # appended, no checkpoint/inclusion yet
+
+    def entry(self, index: int) -> Entry:
+        return Entry(
+            index,
+            self.run_ids[index],
+            self.leaf_sha256[index],
+            self.leaf_files.get(index, ATTESTATION),
+        )
+
+    def add(self, run_id: str, leaf_sha256: str, leaf: str) -> int:
+        index = len(self.run_ids)
+        self.run_ids.append(run_id)
+        self.leaf_sha256.append(leaf_sha256)
+        if leaf != ATTESTATION:
+            self.leaf_files[index] = leaf
+        self.index[run_id] = index
+        return index
 
 
 _LOGS: dict[str, _Log] = {}
 
+# One line of entries.jsonl exactly as :func:`append` writes it; any other line is read
+# with ``json`` (slower: a fresh process reads a log of years on every append).
+_LINE = re.compile(
+    rb'^\{"index": \d+, "run_id": "([^"\\\n]*)", "leaf_sha256": "([0-9a-f]{64})"'
+    rb'(?:, "leaf": "([^"\\\n]*)")?\}$',
+    re.MULTILINE,
+)
+
+
+def _parse_lines(path: Path, data: bytes, first: int) -> list[tuple[str, str, str]]:
+    """(run_id, leaf_sha256, leaf file) of each complete line of ``data``."""
+    found = _LINE.findall(data)
+    if len(found) == data.count(b"\n"):
+        return [
+            (r.decode("utf-8"), h.decode("ascii"), f.decode("utf-8") or ATTESTATION)
+            for r, h, f in found
+        ]
+    parsed = []
+    for number, line in enumerate(data.splitlines(), first + 1):
+        try:
+            obj = json.loads(line)
+            parsed.append(
+                (
+                    str(obj["run_id"]),
+                    str(obj["leaf_sha256"]),
+                    str(obj.get("leaf", ATTESTATION)),
+                )
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise EvidenceError(
+                f"evidence: {path} line {number} is not a log entry ({exc}); no run can join "
+                f"the log until it is repaired: `python -m flows verify {path.parent.parent}` "
+                "names what broke"
+            ) from exc
+    return parsed
+
 
 def _load(root: Path) -> _Log:
-    """The log of ``root``, reading only the lines appended since this process last looked."""
+    """The log of ``root``, reading only the lines appended since this process last looked.
+
+    A process that has not looked yet reads the entries (not the leaves) and takes the
+    tree's compact range from the newest run's inclusion proof, checked against the
+    checkpoint on disk: O(log n) hashes. Only when they disagree (a crash between the
+    entries and the checkpoint, adopted chain-only runs last) does it rehash every leaf.
+    """
     path = root / ENTRIES
     key = os.path.abspath(root)
     state = _LOGS.get(key) or _Log()
@@ -131,22 +202,66 @@ def _load(root: Path) -> _Log:
     except OSError as exc:
         raise EvidenceError(os_error_message("read", path, exc)) from exc
     complete = new[: new.rfind(b"\n") + 1]  # a line cut by a crash is rewritten whole
-    for line in complete.splitlines():
-        obj = json.loads(line)
-        entry = Entry(obj["index"], obj["run_id"], obj["leaf_sha256"], obj.get("leaf", ATTESTATION))
-        state.entries.append(entry)
-        state.leaves[entry.run_id] = entry.index
-        # the Merkle leaf is over the bytes; entries carry their sha256 only
-        state.tree.append(_leaf_hash_of(root, entry))
+    known = len(state.run_ids)
+    for run_id, leaf_sha256, leaf in _parse_lines(path, complete, known):
+        state.add(run_id, leaf_sha256, leaf)  # by position: verify judges the indexes
+    tree = _tree_from_checkpoint(root, state) if known == 0 else None
+    if tree is not None:
+        state.tree = tree
+    else:
+        for index in range(len(state.tree), len(state.run_ids)):
+            # the Merkle leaf is over the bytes; entries carry their sha256 only
+            state.tree.append(_leaf_hash_of(root, state.entry(index)))
     state.identity = (st.st_ino, state.identity[1] + len(complete))
     _LOGS[key] = state
     return state
 
 
+def _tree_from_checkpoint(root: Path, state: _Log) -> merkle.Tree | None:
+    """The tree of ``state`` from the newest leaf's inclusion proof (its audit path is the
+    compact range of the leaves before it), if the checkpoint's root agrees; else None."""
+    size = len(state.run_ids)
+    if not size:
+        return None
+    last = state.entry(size - 1)
+    try:
+        signed = json.loads(
+            base64.b64decode(json.loads((root / CHECKPOINT).read_bytes())["payload"])
+        )
+        proof = json.loads((root / last.run_id / INCLUSION).read_bytes())
+        leaf = (root / last.run_id / last.leaf).read_bytes()
+        if (
+            int(signed["size"]) != size
+            or int(proof["log_index"]) != size - 1
+            or int(proof["tree_size"]) != size
+            or sha256_bytes(leaf) != last.leaf_sha256
+        ):
+            return None
+        path = [bytes.fromhex(h) for h in proof["audit_path"]]
+        tree = merkle.Tree.from_compact_range(size - 1, path[::-1])
+        tree.append(merkle.leaf_hash(leaf))
+        if tree.root().hex() != signed["root_sha256"]:
+            return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.debug("evidence.log_rehash root=%s reason=%s", root, exc)
+        return None
+    return tree
+
+
 def last_entry(root: Path) -> Entry | None:
     """The newest leaf of ``root``'s log; call under the chain lock."""
-    entries = _load(Path(root)).entries
-    return entries[-1] if entries else None
+    state = _load(Path(root))
+    return state.entry(len(state.run_ids) - 1) if state.run_ids else None
+
+
+def logged(root: Path) -> dict[str, int]:
+    """Run id -> leaf index of every run in ``root``'s log; call under the chain lock."""
+    return dict(_load(Path(root)).index)
+
+
+def newest_first(root: Path) -> list[str]:
+    """The run ids of ``root``'s log, newest leaf first; call under the chain lock."""
+    return _load(Path(root)).run_ids[::-1]
 
 
 def _leaf_hash_of(root: Path, entry: Entry) -> bytes:
@@ -235,35 +350,40 @@ def append(
     sealer: Sealer,
     durable: bool = True,
     origin: str | None = None,
+    checkpoint: bool = True,
 ) -> dict[str, int]:
     """Append ``own`` (run id, envelope bytes) and every run the log lacks; sign the checkpoint.
 
     Call only under the root's chain lock. Returns the index of each leaf appended.
+    ``checkpoint=False`` writes the entries only: the checkpoint and the inclusion proofs
+    of those runs come with the next append that signs one (a batch, see
+    :func:`flows.evidence.writer.batched_log`).
     """
     root = Path(root)
     state = _load(root)
-    todo = _missing(root, names, state.leaves, sealer, own[0] if own else "")
-    if own is not None and own[0] not in state.leaves:
+    todo = _missing(root, names, state.index, sealer, own[0] if own else "")
+    if own is not None and own[0] not in state.index:
         todo.append((own[0], ATTESTATION, own[1]))
-    if not todo:
+    if not todo and (not checkpoint or not state.unproven):
         return {}
-    old_size = len(state.entries)
-    lines = []
+    before, lines = len(state.tree), []
     for run_id, leaf_name, data in todo:
-        entry = Entry(len(state.entries), run_id, sha256_bytes(data), leaf_name)
-        line = {"index": entry.index, "run_id": run_id, "leaf_sha256": entry.leaf_sha256}
+        index = state.add(run_id, sha256_bytes(data), leaf_name)
+        line = {"index": index, "run_id": run_id, "leaf_sha256": state.leaf_sha256[index]}
         if leaf_name != ATTESTATION:
             line["leaf"] = leaf_name
         lines.append(json.dumps(line) + "\n")
-        state.entries.append(entry)
-        state.leaves[run_id] = entry.index
         state.tree.append(merkle.leaf_hash(data))
-    _write_entries(root, "".join(lines).encode("utf-8"), state, durable)
-    _write_checkpoint(root, state, key, old_size, origin, durable)
-    for run_id, leaf_name, _ in todo:
         if leaf_name == ATTESTATION:
-            _write_inclusion(root / run_id, state, state.leaves[run_id], durable)
-    return {run_id: state.leaves[run_id] for run_id, _, _ in todo}
+            state.unproven.append(run_id)
+    if lines:
+        _write_entries(root, "".join(lines).encode("utf-8"), state, durable)
+    if checkpoint:
+        _write_checkpoint(root, state, key, before, origin, durable)
+        for run_id in state.unproven:
+            _write_inclusion(root / run_id, state, state.index[run_id], durable)
+        state.unproven.clear()
+    return {run_id: state.index[run_id] for run_id, _, _ in todo}
 
 
 def _write_entries(root: Path, data: bytes, state: _Log, durable: bool) -> None:
@@ -286,30 +406,60 @@ def checkpoint_payload(origin: str, size: int, root_hash: bytes) -> dict[str, An
     return {"origin": origin, "size": size, "root_sha256": root_hash.hex()}
 
 
+def _signed_size(raw: bytes) -> int | None:
+    """The size a checkpoint envelope states (its signature unchecked), None if unreadable."""
+    try:
+        return int(json.loads(base64.b64decode(json.loads(raw)["payload"]))["size"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _keep(root: Path, current: Path, before: int, durable: bool) -> None:
+    """Keep the checkpoint about to be replaced as ``checkpoint-<its size>``: a hard link to
+    the same bytes (no copy), a copy where the file system has no links."""
+    raw = current.read_bytes()
+    size = _signed_size(raw)
+    if size is None:
+        log.warning("evidence.checkpoint_unreadable path=%s kept_as_size=%d", current, before)
+        size = before  # a damaged checkpoint is kept all the same, for verify to show
+    (root / CHECKPOINTS).mkdir(exist_ok=True)
+    kept = root / checkpoint_name(size)
+    if kept.exists():
+        return
+    try:
+        os.link(current, kept)
+    except OSError:
+        write_atomic(kept, raw, durable=durable)
+        return
+    if durable:
+        fsync_dir(kept.parent)
+
+
 def _write_checkpoint(
-    root: Path, state: _Log, key: SigningKey, old_size: int, origin: str | None, durable: bool
+    root: Path, state: _Log, key: SigningKey, before: int, origin: str | None, durable: bool
 ) -> None:
     current = root / CHECKPOINT
-    if old_size and current.exists():
-        (root / CHECKPOINTS).mkdir(exist_ok=True)
-        kept = root / checkpoint_name(old_size)
-        if not kept.exists():
-            write_atomic(kept, current.read_bytes(), durable=durable)
+    try:
+        _keep(root, current, before, durable)
+    except FileNotFoundError:
+        pass  # the first checkpoint of this root
+    except OSError as exc:
+        raise EvidenceError(os_error_message("keep", current, exc)) from exc
     payload = checkpoint_payload(
-        origin or os.path.basename(os.path.abspath(root)), len(state.entries), state.tree.root()
+        origin or os.path.basename(os.path.abspath(root)), len(state.tree), state.tree.root()
     )
     body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
     write_atomic(current, seal(CHECKPOINT_TYPE, body, key), durable=durable)
 
 
 def _write_inclusion(run_dir: Path, state: _Log, index: int, durable: bool) -> None:
-    size = len(state.entries)
+    size = len(state.tree)
     write_json(
         run_dir / INCLUSION,
         {
             "log_index": index,
             "tree_size": size,
-            "leaf_sha256": state.entries[index].leaf_sha256,
+            "leaf_sha256": state.leaf_sha256[index],
             "root_sha256": state.tree.root(size).hex(),
             "audit_path": [h.hex() for h in state.tree.inclusion_proof(index, size)],
             "checkpoint": CHECKPOINT,

@@ -68,6 +68,29 @@ def _changes(results: dict[str, Any], previous: dict[str, Any] | None) -> list[s
     return lines or [f"No change in scope, statuses, code or config {where}."]
 
 
+def _containment(drills: list[dict[str, Any]]) -> list[str]:
+    """Findings for passes that lean on weaker containment than a cgroup."""
+    found = []
+    for kind, why in (
+        (
+            "session",
+            "contained by session, not cgroup: a process that leaves its session escapes "
+            "the supervisor's kill, so these passes are weaker claims",
+        ),
+        (
+            "unknown",
+            "run under containment their supervisor did not report (/healthz gave none): "
+            "these passes do not show a process tree was contained",
+        ),
+    ):
+        ids = [
+            d["id"] for d in drills if d.get("status") == "pass" and d.get("containment") == kind
+        ]
+        if ids:
+            found.append(f"Passed but {why}: {', '.join(f'`{i}`' for i in ids)}.")
+    return found
+
+
 def render_report(run_dir: Path, results: dict[str, Any], previous: dict[str, Any] | None) -> str:
     """The Markdown of ``EVIDENCE.md``."""
     drills = results.get("drills", [])
@@ -94,23 +117,16 @@ def render_report(run_dir: Path, results: dict[str, Any], previous: dict[str, An
     for d in drills:
         log = run_dir / str(d.get("log") or f"drill_{d['id']}.log")
         final = _last_line(log) if log.exists() else "(no log: the drill never started)"
-        out += [
-            f"### {d['id']}: {str(d.get('status')).upper()}",
-            "",
-            f"- log: `{log.name}`",
-            f"- final log line: `{final}`",
-            "",
-        ]
+        out += [f"### {d['id']}: {str(d.get('status')).upper()}", ""]
+        if d.get("containment"):
+            out.append(f"- containment: {d['containment']}")
+        out += [f"- log: `{log.name}`", f"- final log line: `{final}`", ""]
     findings = [f"`{d['id']}` {d.get('status')}: `{d.get('summary')}`" for d in bad]
     if missing:
         findings.append(
             f"Not in scope, so this run says nothing about: {', '.join(f'`{m}`' for m in missing)}."
         )
-    if results.get("containment") == "session":
-        findings.append(
-            "Containment was by session, not cgroup: a process that leaves its "
-            "session escapes the supervisor's kill; passes are weaker."
-        )
+    findings += _containment(drills)
     if results.get("synthetic"):
         findings.append("This run is synthetic (made up for demos and benchmarks).")
     findings += _changes(results, previous)

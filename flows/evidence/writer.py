@@ -65,7 +65,7 @@ from flows.evidence.layout import (
 )
 from flows.evidence.report import default_owner, write_report
 
-__all__ = ["RunWriter", "new_run_dir"]
+__all__ = ["RunWriter", "batched_log", "new_run_dir"]
 
 DRILL_STATUSES = ("pass", "fail", "error", "incomplete")
 _VERSIONED = ("chaos-drills", "fastapi", "uvicorn", "psutil", "prefect", "pandas")
@@ -197,10 +197,37 @@ def _chain_lock(root: Path) -> Iterator[None]:
 
 
 def _chain_tail(root: Path, exclude: str, names: list[str] | None = None) -> dict[str, str] | None:
-    """The ``previous`` entry for a run sealed now; call only under the chain lock."""
+    """The ``previous`` entry for a run sealed now; call only under the chain lock.
+
+    Every sealed run joins the log right after it links to the tail, under this same
+    lock, so the tail is the newest sealed run in the log: one manifest read. Only when
+    a sealed run is missing from the log (chain-only runs not adopted yet, a writer
+    that died between its manifest and its leaf) are all manifests looked at.
+    """
+    names = run_names(root) if names is None else names
+    where = os.path.abspath(root)
+    logged = evidence_log.logged(root)
+    loose = [
+        name
+        for name in names
+        if name not in logged
+        and name != exclude
+        and os.path.exists(os.path.join(where, name, MANIFEST))
+    ]
+    if loose:
+        return _scan_tail(root, exclude, names)
+    for run_id in evidence_log.newest_first(root):
+        found = _sealed(where, run_id) if run_id != exclude else None
+        if found is not None:
+            return {"run_id": run_id, "manifest_sha256": found[1]}
+    return None
+
+
+def _scan_tail(root: Path, exclude: str, names: list[str]) -> dict[str, str] | None:
+    """The tail from every sealed run's manifest: the run no other run links to."""
     sealed: dict[str, tuple[str | None, str]] = {}
     where = os.path.abspath(root)
-    for name in run_names(root) if names is None else names:
+    for name in names:
         found = _sealed(where, name) if name != exclude else None
         if found is not None:
             sealed[name] = found
@@ -211,6 +238,41 @@ def _chain_tail(root: Path, exclude: str, names: list[str] | None = None) -> dic
         return None
     tail = max(tails, key=run_key)
     return {"run_id": tail, "manifest_sha256": sealed[tail][1]}
+
+
+# Roots whose log this process appends to in batches (:func:`batched_log`).
+_BATCHED: set[str] = set()
+
+
+@contextmanager
+def batched_log(
+    root: Path, *, signing_key: SigningKey | None = None, durable: bool = True
+) -> Iterator[None]:
+    """Within: runs this process finalizes under ``root`` join the log without a checkpoint
+    each and without a look for other runs the log lacks. On leaving: under the chain lock,
+    the runs the log lacks (a dead writer's run, signed ``FAILED``), one signed checkpoint,
+    and every run's inclusion proof. For a history one process writes alone (``synth``):
+    thousands of runs, a checkpoint per batch, not per run.
+    """
+    root = Path(root)
+    where = os.path.abspath(root)
+    if where in _BATCHED:
+        raise EvidenceError(f"evidence: the log of {root} is already being appended in a batch")
+    _BATCHED.add(where)
+    try:
+        yield
+    finally:
+        _BATCHED.discard(where)
+    key = signing_key or load_signing_key()
+    with _chain_lock(root):
+        evidence_log.append(
+            root,
+            run_names(root),
+            key,
+            own=None,
+            sealer=lambda run_dir: _seal_dead(run_dir, key, durable),
+            durable=durable,
+        )
 
 
 class RunWriter:
@@ -353,8 +415,9 @@ class RunWriter:
             junit = build_junit(self._results, self.run_dir)
             write_atomic(self.run_dir / JUNIT, junit, durable=self._durable)
             root = self.run_dir.parent
+            batched = os.path.abspath(root) in _BATCHED
             with _chain_lock(root):
-                names = run_names(root)
+                names = [] if batched else run_names(root)  # a batch looks once, at its end
                 last = evidence_log.last_entry(root)
                 write_report(
                     self.run_dir, self._results, _previous(root, last), durable=self._durable
@@ -376,8 +439,9 @@ class RunWriter:
                     names,
                     self._key,
                     own=(self.run_id, envelope),
-                    sealer=self._seal_dead,
+                    sealer=lambda run_dir: _seal_dead(run_dir, self._key, self._durable),
                     durable=self._durable,
+                    checkpoint=not batched,
                 )
             self.close()
             self._finalized = True
@@ -397,11 +461,12 @@ class RunWriter:
         append to the log signs it ``FAILED`` from what is on disk."""
         self._release()
 
-    def _seal_dead(self, run_dir: Path) -> bytes:
-        """Sign a run whose writer is gone, from its files; the envelope's bytes."""
-        results = load_results(run_dir)
-        write_report(run_dir, results, None, durable=self._durable)
-        return sign_run(run_dir, results, self._key, durable=self._durable)
+
+def _seal_dead(run_dir: Path, key: SigningKey, durable: bool) -> bytes:
+    """Sign a run whose writer is gone, from its files; the envelope's bytes."""
+    results = load_results(run_dir)
+    write_report(run_dir, results, None, durable=durable)
+    return sign_run(run_dir, results, key, durable=durable)
 
 
 def _hold_folder(run_dir: Path) -> int:
