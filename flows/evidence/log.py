@@ -15,6 +15,12 @@ the appender also brings in every run the log lacks: chain-only runs (in chain
 order), statements signed but never appended, and runs whose writer died, which
 are signed ``FAILED`` from what is on disk first. A writer holds an flock on its
 run folder while alive, so a run still going is never taken for a dead one.
+
+An append costs O(log n) hashes and no leaf reads: a process keeps the tree it
+built, and one that has not looked at the log yet takes the tree's compact range
+from the newest run's audit path, trusted only if it reproduces the root of the
+checkpoint on disk (else it rehashes every leaf once). ``checkpoint=False``
+appends entries only, for a batch that signs one checkpoint at its end.
 """
 
 from __future__ import annotations
@@ -25,9 +31,10 @@ import json
 import logging
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from flows.errors import EvidenceError
@@ -254,14 +261,15 @@ def last_entry(root: Path) -> Entry | None:
     return state.entry(len(state.run_ids) - 1) if state.run_ids else None
 
 
-def logged(root: Path) -> dict[str, int]:
-    """Run id -> leaf index of every run in ``root``'s log; call under the chain lock."""
-    return dict(_load(Path(root)).index)
+def logged(root: Path) -> Mapping[str, int]:
+    """Run id -> leaf index of every run in ``root``'s log (a read-only view); call under
+    the chain lock."""
+    return MappingProxyType(_load(Path(root)).index)
 
 
-def newest_first(root: Path) -> list[str]:
+def newest_first(root: Path) -> Iterator[str]:
     """The run ids of ``root``'s log, newest leaf first; call under the chain lock."""
-    return _load(Path(root)).run_ids[::-1]
+    return reversed(_load(Path(root)).run_ids)
 
 
 def _leaf_hash_of(root: Path, entry: Entry) -> bytes:

@@ -266,7 +266,7 @@ def _record_drill(writer: RunWriter, drill: _Drill, outcome: str, started: datet
 def _write_run(root: Path, night: _Night, history: _History, rng: random.Random) -> Path:
     """One run folder, written by :class:`RunWriter` as a real run would be."""
     clock = _Clock(night.at)
-    run_dir = new_run_dir(root, now=night.at)
+    run_dir = new_run_dir(root, now=night.at, durable=False)
     writer = RunWriter(
         run_dir,
         drills=night.scope,

@@ -78,8 +78,10 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def new_run_dir(root: Path, now: datetime | None = None) -> Path:
-    """Create and return ``root/chaos-drill-YYYYMMDD-HHMMSS`` (UTC), suffixed ``-2``… if taken."""
+def new_run_dir(root: Path, now: datetime | None = None, *, durable: bool = True) -> Path:
+    """Create and return ``root/chaos-drill-YYYYMMDD-HHMMSS`` (UTC), suffixed ``-2``… if taken.
+
+    ``durable=False`` skips the fsync of ``root`` (a history rebuilt from a seed)."""
     root = Path(root)
     stamp = (now or _now()).astimezone(UTC).strftime("%Y%m%d-%H%M%S")
     try:
@@ -90,7 +92,8 @@ def new_run_dir(root: Path, now: datetime | None = None) -> Path:
                 os.mkdir(path)  # atomic: of two runs racing for one name, exactly one gets it
             except FileExistsError:
                 continue
-            fsync_dir(root)
+            if durable:
+                fsync_dir(root)
             return path
     except OSError as exc:
         raise EvidenceError(os_error_message("create a run folder in", root, exc)) from exc
@@ -297,7 +300,9 @@ class RunWriter:
         """``now`` stamps the start and the end; ``host``, ``versions`` and ``git_commit``
         are read once, here. The defaults read the clock and this machine; a made-up
         history passes its own and ``synthetic=True``. ``durable=False`` skips the fsyncs
-        (never for evidence meant to be kept: a power cut may lose the last writes).
+        and the rewrite of ``results.json`` after each drill (it is written when the run
+        opens, ends or is closed): never for evidence meant to be kept, where a power cut
+        or a crash may then lose the last writes.
 
         ``signing_key`` signs the statement and the log (default: :func:`load_signing_key`,
         generated on first use); ``owner`` goes into ``EVIDENCE.md`` (default ``--owner``
@@ -396,7 +401,8 @@ class RunWriter:
                 drills.append(entry)
             else:
                 drills[index] = entry
-            write_json(self.run_dir / RESULTS, self._results, durable=self._durable)
+            if self._durable:  # else written once, when the run ends or is closed
+                write_json(self.run_dir / RESULTS, self._results, durable=True)
             return copy.deepcopy(entry)
 
     def finalize(self) -> dict[str, Any]:
@@ -443,7 +449,7 @@ class RunWriter:
                     durable=self._durable,
                     checkpoint=not batched,
                 )
-            self.close()
+            self._release()
             self._finalized = True
             log.log(
                 logging.DEBUG if self._synthetic else logging.INFO,  # a history is thousands
@@ -459,6 +465,9 @@ class RunWriter:
     def close(self) -> None:
         """Let go of the folder without sealing it, as a runner that died would: the next
         append to the log signs it ``FAILED`` from what is on disk."""
+        with self._lock:
+            if not self._durable and not self._finalized and self._release.alive:
+                write_json(self.run_dir / RESULTS, self._results, durable=False)
         self._release()
 
 
