@@ -269,6 +269,24 @@ def test_a_fresh_process_rehashes_every_leaf_when_the_checkpoint_disagrees(tmp_p
                         "folder (a run writes results.json as soon as it starts))"]  # fmt: skip
 
 
+def test_entries_written_in_another_json_shape_are_still_read_whole(tmp_path):
+    """The fast read of entries.jsonl knows only the writer's own line shape; compact JSON
+    (another tool rewrote the file, same entries) is read line by line with json."""
+    runs = [make_run(tmp_path, day) for day in range(3)]
+    entries = tmp_path / "log" / "entries.jsonl"
+    lines = [json.loads(x) for x in entries.read_text().splitlines()]
+    entries.write_text("".join(json.dumps(x, separators=(",", ":")) + "\n" for x in lines))
+    evidence_log._LOGS.clear()
+    assert evidence_log.last_entry(tmp_path) == evidence_log.Entry(
+        2, runs[2].name, lines[2]["leaf_sha256"]
+    )
+    assert dict(evidence_log.logged(tmp_path)) == {r.name: i for i, r in enumerate(runs)}
+    make_run(tmp_path, 3)
+    report = verify(tmp_path)
+    assert report.ok, report.problems
+    assert report.checkpoints[""]["size"] == 4
+
+
 def test_a_batch_signs_one_checkpoint_proves_every_run_and_adopts_a_dead_one(tmp_path):
     """Within batched_log runs get entries only; leaving it signs one checkpoint, writes
     every inclusion proof and signs FAILED the run whose writer went away meanwhile."""

@@ -122,9 +122,11 @@ class _Log:
 
     identity: tuple[int, int] = (0, 0)  # (inode, bytes read)
     run_ids: list[str] = field(default_factory=list)
-    leaf_sha256: list[str] = field(default_factory=list)
-    leaf_files: dict[int, str] = field(default_factory=dict)  # index -> file, if not ATTESTATION
     index: dict[str, int] = field(default_factory=dict)  # run_id -> index
+    leaf_files: dict[int, str] = field(default_factory=dict)  # index -> file, if not ATTESTATION
+    # leaf_sha256 of the newest line read and of every leaf this process appended; the
+    # others are verify's business (an append needs only the tree)
+    leaf_sha256: dict[int, str] = field(default_factory=dict)
     tree: merkle.Tree = field(default_factory=merkle.Tree)
     unproven: list[str] = field(default_factory=list)  # appended, no checkpoint/inclusion yet
 
@@ -139,50 +141,66 @@ class _Log:
     def add(self, run_id: str, leaf_sha256: str, leaf: str) -> int:
         index = len(self.run_ids)
         self.run_ids.append(run_id)
-        self.leaf_sha256.append(leaf_sha256)
+        self.leaf_sha256[index] = leaf_sha256
         if leaf != ATTESTATION:
             self.leaf_files[index] = leaf
         self.index[run_id] = index
         return index
 
+    def extend(self, lines: _Lines) -> None:
+        start = len(self.run_ids)
+        self.run_ids.extend(lines.run_ids)
+        self.index.update(zip(lines.run_ids, range(start, len(self.run_ids)), strict=True))
+        self.leaf_files.update((start + i, f) for i, f in lines.leaf_files.items())
+        self.leaf_sha256.update((start + i, h) for i, h in lines.leaf_sha256.items())
+
+
+@dataclass
+class _Lines:
+    """Complete lines of ``entries.jsonl``: run ids, and by line number the leaf file (when
+    not the attestation) and the leaf sha256 (of the newest line at least)."""
+
+    run_ids: list[str]
+    leaf_files: dict[int, str]
+    leaf_sha256: dict[int, str]
+
 
 _LOGS: dict[str, _Log] = {}
 
-# One line of entries.jsonl exactly as :func:`append` writes it; any other line is read
-# with ``json`` (slower: a fresh process reads a log of years on every append).
-_LINE = re.compile(
-    rb'^\{"index": \d+, "run_id": "([^"\\\n]*)", "leaf_sha256": "([0-9a-f]{64})"'
-    rb'(?:, "leaf": "([^"\\\n]*)")?\}$',
-    re.MULTILINE,
-)
+# The start of a line as :func:`append` writes it. A fresh process reads a log of years
+# on every append: one pass of this finds every run id; only the newest line and those
+# naming another leaf file are parsed whole, and any other shape sends all to ``json``.
+_RUN_ID = re.compile(r'\{"index": \d+, "run_id": "([^"\\\n]*)", ')
+_OTHER_LEAF = '"leaf": "'
 
 
-def _parse_lines(path: Path, data: bytes, first: int) -> list[tuple[str, str, str]]:
-    """(run_id, leaf_sha256, leaf file) of each complete line of ``data``."""
-    found = _LINE.findall(data)
-    if len(found) == data.count(b"\n"):
-        return [
-            (r.decode("utf-8"), h.decode("ascii"), f.decode("utf-8") or ATTESTATION)
-            for r, h, f in found
-        ]
-    parsed = []
-    for number, line in enumerate(data.splitlines(), first + 1):
-        try:
-            obj = json.loads(line)
-            parsed.append(
-                (
-                    str(obj["run_id"]),
-                    str(obj["leaf_sha256"]),
-                    str(obj.get("leaf", ATTESTATION)),
-                )
-            )
-        except (ValueError, KeyError, TypeError) as exc:
-            raise EvidenceError(
-                f"evidence: {path} line {number} is not a log entry ({exc}); no run can join "
-                f"the log until it is repaired: `python -m flows verify {path.parent.parent}` "
-                "names what broke"
-            ) from exc
-    return parsed
+def _parse_lines(path: Path, data: bytes, first: int) -> _Lines:
+    """The complete lines of ``data``, the first being line ``first + 1`` of ``path``."""
+    try:
+        text = data.decode("utf-8")
+        count = text.count("\n")
+        run_ids = _RUN_ID.findall(text)
+        if len(run_ids) != count:
+            lines = text.splitlines()
+            parsed = {n: json.loads(line) for n, line in enumerate(lines)}
+            run_ids = [str(parsed[n]["run_id"]) for n in range(len(lines))]
+        elif _OTHER_LEAF in text:  # chain-only runs adopted: a few, read whole
+            lines = text.splitlines()
+            numbered = {n for n, line in enumerate(lines) if _OTHER_LEAF in line} | {count - 1}
+            parsed = {n: json.loads(lines[n]) for n in numbered}
+        else:  # the newest line, for the leaf it names
+            parsed = {count - 1: json.loads(text[text.rfind("\n", 0, -1) + 1 :])} if count else {}
+        return _Lines(
+            run_ids,
+            {n: str(obj["leaf"]) for n, obj in parsed.items() if "leaf" in obj},
+            {n: str(obj["leaf_sha256"]) for n, obj in parsed.items()},
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise EvidenceError(
+            f"evidence: {path} from line {first + 1} on holds a line that is not a log entry "
+            f"({exc}); no run can join the log until it is repaired: "
+            f"`python -m flows verify {path.parent.parent}` names what broke"
+        ) from exc
 
 
 def _load(root: Path) -> _Log:
@@ -210,15 +228,14 @@ def _load(root: Path) -> _Log:
         raise EvidenceError(os_error_message("read", path, exc)) from exc
     complete = new[: new.rfind(b"\n") + 1]  # a line cut by a crash is rewritten whole
     known = len(state.run_ids)
-    for run_id, leaf_sha256, leaf in _parse_lines(path, complete, known):
-        state.add(run_id, leaf_sha256, leaf)  # by position: verify judges the indexes
+    state.extend(_parse_lines(path, complete, known))  # by position: verify judges indexes
     tree = _tree_from_checkpoint(root, state) if known == 0 else None
     if tree is not None:
         state.tree = tree
     else:
         for index in range(len(state.tree), len(state.run_ids)):
             # the Merkle leaf is over the bytes; entries carry their sha256 only
-            state.tree.append(_leaf_hash_of(root, state.entry(index)))
+            state.tree.append(_leaf_hash_of(root, index, state))
     state.identity = (st.st_ino, state.identity[1] + len(complete))
     _LOGS[key] = state
     return state
@@ -272,14 +289,15 @@ def newest_first(root: Path) -> Iterator[str]:
     return reversed(_load(Path(root)).run_ids)
 
 
-def _leaf_hash_of(root: Path, entry: Entry) -> bytes:
+def _leaf_hash_of(root: Path, index: int, state: _Log) -> bytes:
     """The Merkle leaf hash of a leaf another process appended (read from its file)."""
+    leaf = root / state.run_ids[index] / state.leaf_files.get(index, ATTESTATION)
     try:
-        return merkle.leaf_hash((root / entry.run_id / entry.leaf).read_bytes())
+        return merkle.leaf_hash(leaf.read_bytes())
     except OSError as exc:
         raise EvidenceError(
-            f"evidence: log entry {entry.index} names {entry.run_id}/{entry.leaf}, which cannot "
-            f"be read ({exc}); `python -m flows verify {root}` names what broke"
+            f"evidence: log entry {index} names {leaf}, which cannot be read ({exc}); "
+            f"`python -m flows verify {root}` names what broke"
         ) from exc
 
 
