@@ -39,6 +39,9 @@ TARGETS: list[tuple[str, str, str, Callable[[float], bool]]] = [
     ("site_3650_s", "trends + publish, 3,650 runs", "<= 60 s", lambda v: v <= 60),
     ("site_peak_rss_mib", "site build peak memory", "< 1024 MiB", lambda v: v < 1024),
     ("soak_failures", "soak failures", "0", lambda v: v == 0),
+    ("verify_3650_s", "verify of 3,650 signed runs", "<= 10 s", lambda v: v <= 10),
+    ("sign_run_ms", "signing + log append of one run, 3,650 runs", "<= 10 ms", lambda v: v <= 10),
+    ("synth_3650_signed_s", "synth of 3,650 signed runs", "<= 60 s", lambda v: v <= 60),
 ]
 
 
@@ -68,6 +71,12 @@ def _site_scale() -> dict:
     return figures
 
 
+def _verify_scale() -> dict:
+    from benchmarks import verify_scale
+
+    return verify_scale.main(3650)
+
+
 def _soak(runs: int) -> Callable[[], dict]:
     def soak() -> dict:
         from benchmarks import soak as soak_mod
@@ -84,13 +93,14 @@ def main() -> int:
         "--skip",
         action="append",
         default=[],
-        choices=["kill_latency", "drill_suite", "site_scale", "soak"],
+        choices=["kill_latency", "drill_suite", "site_scale", "verify_scale", "soak"],
     )
     args = parser.parse_args()
     benches = {
         "kill_latency": _kill_latency,
         "drill_suite": _drill_suite,
         "site_scale": _site_scale,
+        "verify_scale": _verify_scale,
         "soak": _soak(args.soak_runs),
     }
     figures: dict = {}

@@ -118,16 +118,54 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     _add_program_option(run)
     run.add_argument("--command-line", help=argparse.SUPPRESS)
+    _add_signing_options(run)
+
+
+def _add_signing_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--signing-key",
+        metavar="PATH",
+        help="Ed25519 private key (PEM) that signs the run and the log; generated there if "
+        "missing (default: $EVIDENCE_SIGNING_KEY, else "
+        "$XDG_CONFIG_HOME/chaos-drills/evidence-key.pem)",
+    )
+    parser.add_argument(
+        "--owner",
+        metavar="NAME",
+        help="owner named in each run's EVIDENCE.md (default: $EVIDENCE_OWNER, else this user)",
+    )
+
+
+def _signing_environment(args: argparse.Namespace) -> None:
+    """--signing-key and --owner reach the writer (and a Prefect task) as its settings."""
+    if getattr(args, "signing_key", None):
+        os.environ["EVIDENCE_SIGNING_KEY"] = os.path.abspath(args.signing_key)
+    if getattr(args, "owner", None):
+        os.environ["EVIDENCE_OWNER"] = args.owner
 
 
 def _add_evidence(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    verify = sub.add_parser("verify", help="re-hash a run folder, or every run and the chain")
+    verify = sub.add_parser(
+        "verify", help="check a run folder, or every run: files, signatures, the log, criteria"
+    )
     verify.add_argument(
         "path",
         nargs="?",
         default=DEFAULT_ROOT,
         metavar="RUN_DIR|ROOT",
         help="one run folder, or a root holding run folders (default: %(default)s)",
+    )
+    verify.add_argument(
+        "--key",
+        metavar="PUB",
+        help="the signer's public key (PEM); default: evidence-key.pub in the root. "
+        "Pass a copy kept elsewhere: a key read from the root proves consistency only",
+    )
+    verify.add_argument(
+        "--since",
+        metavar="SIZE:ROOT",
+        help="a checkpoint copied elsewhere earlier (size and root_sha256); "
+        "verify fails unless the log only grew from it",
     )
 
     trends = sub.add_parser("trends", help="print per-drill trends in the terminal")
@@ -166,6 +204,7 @@ def _add_nightly(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     nightly.add_argument("--config", metavar="FILE")
     _add_program_option(nightly)
     nightly.add_argument("--no-publish", action="store_true", help="skip trends and site")
+    _add_signing_options(nightly)
     nightly.add_argument(
         "--site-dir",
         default="site",
@@ -237,6 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for noisy in ("httpx", "httpcore"):  # one line per request drowns the drill progress
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    _signing_environment(args)
     module_name, handler_name = _HANDLERS[args.command]
     handler = getattr(importlib.import_module(module_name), handler_name)
     try:

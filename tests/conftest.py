@@ -33,6 +33,21 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 T = TypeVar("T")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _evidence_signing_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every run a test writes is signed with a key in a temp dir, never the user's own."""
+    import os
+
+    key = tmp_path_factory.mktemp("evidence-key") / "evidence-key.pem"
+    old = os.environ.get("EVIDENCE_SIGNING_KEY")
+    os.environ["EVIDENCE_SIGNING_KEY"] = str(key)
+    yield
+    if old is None:
+        os.environ.pop("EVIDENCE_SIGNING_KEY", None)
+    else:
+        os.environ["EVIDENCE_SIGNING_KEY"] = old
+
+
 # ----- small helpers --------------------------------------------------------
 
 

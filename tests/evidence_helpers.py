@@ -24,7 +24,8 @@ def result(drill_id: str, status: str = "pass", **extra) -> dict:
     return {
         "id": drill_id,
         "status": status,
-        "started_at": T0.isoformat(),
+        # now, not T0: the writer seals its criteria on the real clock, before any drill
+        "started_at": datetime.now(UTC).isoformat(),
         "duration_s": 1.5,
         "summary": f"{verdict}: {drill_id} {status}",
         "log": f"drill_{drill_id}.log",

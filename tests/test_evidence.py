@@ -204,13 +204,13 @@ def _disk_full(*args, **kwargs):
 
 
 def test_a_full_disk_is_an_evidence_error_naming_the_path(tmp_path, monkeypatch):
-    """ENOSPC while writing results.json says which file, why, and what to do."""
+    """ENOSPC while writing the first file (criteria.json) says which file, why, and what to do."""
     run_dir = tmp_path / "run"
     monkeypatch.setattr(os, "replace", _disk_full)
     with pytest.raises(EvidenceError) as caught:
         RunWriter(run_dir, drills=DRILLS, command="t", config=None)
     message = str(caught.value)
-    assert f"cannot write {run_dir / 'results.json'}" in message
+    assert f"cannot write {run_dir / 'criteria.json'}" in message
     assert "[Errno 28] No space left on device" in message
     assert "free space" in message
     assert leftovers(run_dir) == []
@@ -240,10 +240,10 @@ def test_the_chain_update_holds_an_exclusive_lock(tmp_path, monkeypatch):
     entered, release, errors = threading.Event(), threading.Event(), []
     real_tail = writer_module._chain_tail
 
-    def held_tail(root, exclude):
+    def held_tail(root, exclude, names=None):
         entered.set()
         assert release.wait(30)
-        return real_tail(root, exclude)
+        return real_tail(root, exclude, names)
 
     def finalize():
         try:

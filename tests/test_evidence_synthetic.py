@@ -215,7 +215,7 @@ def test_cli_verify_exits_0_for_an_intact_run_whose_verdict_is_fail(tmp_path):
     assert writer.finalize()["verdict"] == "fail"
     out = cli_verify(tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert f"OK {writer.run_id} (4 files)\n" in out.stdout
+    assert f"OK {writer.run_id} (6 files, signed, log #0)\n" in out.stdout
 
 
 def test_cli_synth_exit_codes_and_a_history_verify_names_as_synthetic(tmp_path):
@@ -227,7 +227,9 @@ def test_cli_synth_exit_codes_and_a_history_verify_names_as_synthetic(tmp_path):
     checked = cli_verify(root)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "4 synthetic" in checked.stdout
-    assert re.search(r"^OK chaos-drill-\S+ \(\d+ files, synthetic\)$", checked.stdout, re.M)
+    assert re.search(
+        r"^OK chaos-drill-\S+ \(\d+ files, signed, log #\d+, synthetic\)$", checked.stdout, re.M
+    )
 
     negative = cli("synth", "--artifacts", str(root), "--runs", "-1")
     assert negative.returncode == 2
@@ -239,7 +241,7 @@ def test_cli_synth_exit_codes_and_a_history_verify_names_as_synthetic(tmp_path):
 
 
 def test_the_writer_fsyncs_by_default_and_not_when_told_otherwise(tmp_path, monkeypatch):
-    """Real evidence is fsynced; durable=False (a rebuildable history) skips only that."""
+    """Real evidence is fsynced; durable=False (a rebuildable history) skips the fsyncs."""
     synced: list[int] = []
     real_fsync = os.fsync
     monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
@@ -251,6 +253,39 @@ def test_the_writer_fsyncs_by_default_and_not_when_told_otherwise(tmp_path, monk
     writer.finalize()
     assert synced == []
     assert verify(writer.run_dir).ok and leftovers(writer.run_dir) == []
+
+
+def test_a_writer_not_durable_writes_results_when_the_run_ends_not_after_each_drill(tmp_path):
+    """durable=False: results.json as opened until finalize or close; close writes every
+    drill recorded so far, so the run a dead writer left is signed from what it did."""
+    writers = [
+        RunWriter(
+            new_run_dir(tmp_path, now=T0, durable=False),
+            drills=["x", "y"],
+            command="t",
+            config=None,
+            durable=False,
+        )  # fmt: skip
+        for _ in range(2)
+    ]
+    for writer in writers:
+        run_drill(writer, "x")
+        assert [d["status"] for d in load_results(writer.run_dir)["drills"]] == [
+            "incomplete",
+            "incomplete",
+        ]
+    writers[0].finalize()
+    writers[1].close()
+    assert [d["status"] for d in load_results(writers[0].run_dir)["drills"]] == [
+        "pass",
+        "incomplete",
+    ]
+    assert [d["status"] for d in load_results(writers[1].run_dir)["drills"]] == [
+        "pass",
+        "incomplete",
+    ]
+    assert load_results(writers[0].run_dir)["status"] == "complete"
+    assert load_results(writers[1].run_dir)["status"] == "incomplete"
 
 
 def test_the_chain_tail_rereads_a_manifest_changed_since_it_was_seen(tmp_path):

@@ -31,7 +31,14 @@ def test_verify_passes_a_freshly_sealed_run(tmp_path):
     """Every file hashed in the manifest; nothing to report."""
     run_dir = make_run(tmp_path, 0)
     files = manifest(run_dir)["files"]
-    assert set(files) == {"results.json", "junit.xml", "drill_api_kill.log", "drill_sigterm.log"}
+    assert set(files) == {
+        "results.json",
+        "junit.xml",
+        "drill_api_kill.log",
+        "drill_sigterm.log",
+        "criteria.json",
+        "EVIDENCE.md",
+    }
     report = verify(run_dir)
     assert report.ok and report.runs_checked == 1 and report.incomplete == []
 
@@ -45,18 +52,27 @@ def test_verify_detects_one_changed_byte_in_a_log(tmp_path):
     log.write_bytes(bytes(data))
     report = verify(run_dir)
     assert not report.ok
-    assert report.problems == [
-        f"{run_dir.name}: changed file drill_api_kill.log (sha256 expected "
-        f"{manifest(run_dir)['files']['drill_api_kill.log'][:12]}…, "
-        f"found {sha256(log)[:12]}…)"
-    ]
+    assert (
+        report.problems
+        == [  # the manifest and the signed statement both name it
+            f"{run_dir.name}: changed file drill_api_kill.log (sha256 expected "
+            f"{manifest(run_dir)['files']['drill_api_kill.log'][:12]}…, "
+            f"found {sha256(log)[:12]}…)",
+            f"{run_dir.name}: drill_api_kill.log differs from the signed statement (sha256 signed "
+            f"{manifest(run_dir)['files']['drill_api_kill.log'][:12]}…, "
+            f"found {sha256(log)[:12]}…)",
+        ]
+    )
 
 
 def test_verify_detects_a_deleted_file(tmp_path):
     """A file the manifest lists but the folder no longer has."""
     run_dir = make_run(tmp_path, 0)
     (run_dir / "junit.xml").unlink()
-    assert verify(run_dir).problems == [f"{run_dir.name}: missing file junit.xml"]
+    assert verify(run_dir).problems == [
+        f"{run_dir.name}: missing file junit.xml",
+        f"{run_dir.name}: junit.xml is missing; the signed statement lists it",
+    ]
 
 
 def test_verify_detects_an_added_file_even_in_a_subfolder(tmp_path):
@@ -64,7 +80,10 @@ def test_verify_detects_an_added_file_even_in_a_subfolder(tmp_path):
     run_dir = make_run(tmp_path, 0)
     (run_dir / "extra").mkdir()
     (run_dir / "extra" / "notes.txt").write_text("added later")
-    assert verify(run_dir).problems == [f"{run_dir.name}: extra file extra/notes.txt"]
+    assert verify(run_dir).problems == [
+        f"{run_dir.name}: extra file extra/notes.txt",
+        f"{run_dir.name}: extra/notes.txt is not in the signed statement (added after signing)",
+    ]
 
 
 def test_verify_reports_a_complete_run_without_manifest(tmp_path):
@@ -74,7 +93,8 @@ def test_verify_reports_a_complete_run_without_manifest(tmp_path):
     report = verify(run_dir)
     assert report.incomplete == []
     assert report.problems == [
-        f"{run_dir.name}: manifest.json missing on a complete run; its files cannot be checked"
+        f"{run_dir.name}: manifest.json missing on a complete run; its files cannot be checked",
+        f"{run_dir.name}: manifest.json is missing; the signed statement lists it",
     ]
 
 
@@ -83,9 +103,9 @@ def test_verify_of_one_run_checks_its_link_to_the_previous_run(tmp_path):
     first, second = make_run(tmp_path, 0), make_run(tmp_path, 1)
     assert verify(second).ok
     shutil.rmtree(first)
-    assert verify(second).problems == [
-        f"{second.name}: chain broken: previous run {first.name} is missing"
-    ]
+    problems = verify(second).problems
+    assert f"{second.name}: chain broken: previous run {first.name} is missing" in problems
+    assert f"log entry 0 ({first.name}): run folder {first.name} is missing: " in "".join(problems)
 
 
 # --- verify: the chain -----------------------------------------------------------------
@@ -110,9 +130,12 @@ def test_verify_detects_a_removed_middle_run(tmp_path):
     """Deleting B from A<-B<-C breaks C's link, and the problem names both runs."""
     _, b, c = (make_run(tmp_path, day) for day in range(3))
     shutil.rmtree(b)
-    assert verify(tmp_path).problems == [
-        f"{c.name}: chain broken: previous run {b.name} is missing"
-    ]
+    problems = verify(tmp_path).problems
+    assert f"{c.name}: chain broken: previous run {b.name} is missing" in problems
+    assert (
+        f"log entry 1 ({b.name}): run folder {b.name} is missing: deleted after it was logged"
+        in problems
+    )
 
 
 def test_verify_detects_an_edited_manifest_in_the_middle(tmp_path):
@@ -123,9 +146,11 @@ def test_verify_detects_an_edited_manifest_in_the_middle(tmp_path):
     (b / "manifest.json").write_text(json.dumps(forged))
     problems = verify(tmp_path).problems
     assert f"{b.name}: changed file drill_api_kill.log" in problems[0]
-    assert problems[1].startswith(
-        f"{c.name}: chain broken: manifest of previous run {b.name} changed"
+    assert any(
+        p.startswith(f"{c.name}: chain broken: manifest of previous run {b.name} changed")
+        for p in problems
     )
+    assert any(p.startswith(f"{b.name}: manifest.json differs from the signed") for p in problems)
 
 
 def test_an_incomplete_run_in_the_middle_does_not_break_the_chain(tmp_path):
@@ -188,7 +213,7 @@ def test_cli_verify_exit_codes_for_intact_tampered_and_empty_roots(tmp_path):
 
     ok = cli_verify(root)
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert f"OK {runs[0].name} (4 files)" in ok.stdout
+    assert f"OK {runs[0].name} (6 files, signed, log #0)" in ok.stdout
     assert "INCOMPLETE chaos-drill-20261130-020000" in ok.stdout
     assert "verify: intact" in ok.stdout
 
@@ -198,7 +223,7 @@ def test_cli_verify_exit_codes_for_intact_tampered_and_empty_roots(tmp_path):
     assert broken.returncode == 1, broken.stdout + broken.stderr
     assert f"BROKEN {runs[0].name}" in broken.stdout
     assert f"{runs[0].name}: changed file drill_sigterm.log" in broken.stdout
-    assert "verify: BROKEN: 1 problem(s)" in broken.stdout
+    assert "verify: BROKEN: 2 problem(s)" in broken.stdout
 
     empty = cli_verify(tmp_path / "empty-root")
     assert empty.returncode == 2

@@ -21,7 +21,16 @@ SCHEMA_VERSION = 1
 RESULTS = "results.json"
 JUNIT = "junit.xml"
 MANIFEST = "manifest.json"
-CHAIN_LOCK = ".chain.lock"
+CRITERIA = "criteria.json"
+REPORT = "EVIDENCE.md"
+ATTESTATION = "attestation.dsse.json"  # signed over every other file: in no manifest
+INCLUSION = "inclusion.json"  # written once the attestation is in the log: in no manifest
+CHAIN_LOCK = ".chain.lock"  # also the log's lock: one append at a time per root
+LOG_DIR = "log"
+ENTRIES = "log/entries.jsonl"
+CHECKPOINT = "log/checkpoint.dsse.json"
+CHECKPOINTS = "log/checkpoints"
+HOSTS = "hosts"  # a multi-host root: hosts/<hostname>/ each a root of its own
 
 
 def drill_log_name(drill_id: str) -> str:
@@ -90,8 +99,11 @@ def load_results(run_dir: Path) -> dict[str, Any]:
     return data
 
 
-def hash_tree(run_dir: Path) -> dict[str, str]:
-    """sha256 of every file under ``run_dir`` except its own manifest, by '/'-relative path."""
+def hash_tree(
+    run_dir: Path, exclude: tuple[str, ...] = (MANIFEST, ATTESTATION, INCLUSION)
+) -> dict[str, str]:
+    """sha256 of every file under ``run_dir`` but ``exclude`` (the files written after the
+    manifest, and the manifest itself), by '/'-relative path."""
 
     def fail(exc: OSError) -> None:
         raise exc  # os.walk ignores unreadable folders by default; evidence must not
@@ -103,7 +115,7 @@ def hash_tree(run_dir: Path) -> dict[str, str]:
             for name in filenames:
                 path = Path(dirpath, name)
                 rel = path.relative_to(run_dir).as_posix()
-                if rel != MANIFEST:
+                if rel not in exclude:
                     files[rel] = sha256_file(path)
     except OSError as exc:
         raise EvidenceError(os_error_message("read", Path(exc.filename or run_dir), exc)) from exc

@@ -19,13 +19,13 @@ from __future__ import annotations
 import hashlib
 import random
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from flows.errors import EvidenceError
-from flows.evidence.writer import RunWriter, new_run_dir
+from flows.evidence.writer import RunWriter, batched_log, new_run_dir
 from flows.registry import DRILL_IDS
 
 __all__ = ["cmd_synth", "write_synthetic_runs"]
@@ -266,7 +266,7 @@ def _record_drill(writer: RunWriter, drill: _Drill, outcome: str, started: datet
 def _write_run(root: Path, night: _Night, history: _History, rng: random.Random) -> Path:
     """One run folder, written by :class:`RunWriter` as a real run would be."""
     clock = _Clock(night.at)
-    run_dir = new_run_dir(root, now=night.at)
+    run_dir = new_run_dir(root, now=night.at, durable=False)
     writer = RunWriter(
         run_dir,
         drills=night.scope,
@@ -295,7 +295,23 @@ def _write_run(root: Path, night: _Night, history: _History, rng: random.Random)
     if night.stop_after is None:
         clock.t = t
         writer.finalize()
+    else:
+        writer.close()  # as its runner died: the next run signs it FAILED into the log
     return run_dir
+
+
+_BATCH = 365  # runs per signed checkpoint: a year of nights
+
+
+def _night(rng: random.Random, at: datetime, rerun: bool, age: float, commit: str) -> _Night:
+    """A nightly run of every drill at ``at``, or an afternoon rerun of one drill."""
+    scope, command = DRILL_IDS, _NIGHTLY
+    if rerun:
+        at += timedelta(hours=12, minutes=rng.randrange(60))
+        scope = (rng.choice(DRILL_IDS),)
+        command = _RERUN.format(drill=scope[0])
+    # latencies creep up slowly over the history (``age`` 0 at the start, 1 at the end)
+    return _Night(at=at, scope=scope, command=command, commit=commit, drift=1.0 + 0.15 * age)
 
 
 def _commit(seed: int, night: int) -> str:
@@ -329,25 +345,17 @@ def write_synthetic_runs(
     fail_at = next((i for i in range((runs * 3) // 4, runs) if not plan[i][1]), None)
     history = _History(rng)
     written: list[Path] = []
-    for i, (offset, rerun) in enumerate(plan):
-        at = start + timedelta(days=offset, seconds=rng.randrange(0, 40))
-        scope, command = DRILL_IDS, _NIGHTLY
-        if rerun:
-            at += timedelta(hours=12, minutes=rng.randrange(60))
-            scope = (rng.choice(DRILL_IDS),)
-            command = _RERUN.format(drill=scope[0])
-        night = _Night(
-            at=at,
-            scope=scope,
-            command=command,
-            commit=_commit(seed, offset),
-            drift=1.0 + 0.15 * (offset / max(nights, 1)),
-            stop_after=(
-                rng.randrange(1, len(scope)) if i == incomplete_at and len(scope) > 1 else None
-            ),
-            force_fail="api_kill" if i == fail_at and runs >= 5 else None,
-        )
-        written.append(_write_run(root, night, history, rng))
+    for first in range(0, len(plan), _BATCH):
+        with batched_log(root, durable=False):  # one checkpoint per batch, not per run
+            for i in range(first, min(first + _BATCH, len(plan))):
+                offset, rerun = plan[i]
+                at = start + timedelta(days=offset, seconds=rng.randrange(0, 40))
+                night = _night(rng, at, rerun, offset / max(nights, 1), _commit(seed, offset))
+                if i == incomplete_at and len(night.scope) > 1:
+                    night = replace(night, stop_after=rng.randrange(1, len(night.scope)))
+                if i == fail_at and runs >= 5:
+                    night = replace(night, force_fail="api_kill")
+                written.append(_write_run(root, night, history, rng))
     return written
 
 

@@ -9,6 +9,13 @@ sealed; it is reported, never a failure, and the chain skips it. A run whose
 ``results.json`` says ``"synthetic": true`` (a made-up history) is checked the same
 way and named as synthetic. A sealed run whose verdict is ``fail`` is intact
 evidence of a failure: verify checks the evidence, not the verdict.
+
+On top of the chain, :mod:`flows.evidence.audit` checks what is signed: each
+run's statement against its files, the sealed criteria, every leaf against
+``log/entries.jsonl``, the Merkle root against the signed checkpoint, each kept
+older checkpoint (and ``--since SIZE:ROOT``) for consistency, and each
+``inclusion.json``. A root with ``hosts/<name>/`` folders is verified host by
+host, and each problem names its host.
 """
 
 from __future__ import annotations
@@ -20,7 +27,11 @@ from typing import Any
 
 from flows.errors import EvidenceError
 from flows.evidence.atomic import sha256_file
+from flows.evidence.audit import audit, parse_since, resolve_key
 from flows.evidence.layout import (
+    ATTESTATION,
+    HOSTS,
+    INCLUSION,
     MANIFEST,
     RESULTS,
     RUN_PREFIX,
@@ -40,6 +51,9 @@ class RunCheck:
     files: int
     problems: int = 0
     synthetic: bool = False  # results.json says the run is made up
+    signed: bool = False  # has an attestation.dsse.json
+    log_index: int | None = None
+    host: str | None = None  # under hosts/<name>/ of a multi-host root
 
 
 @dataclass
@@ -51,6 +65,8 @@ class VerifyReport:
     problems: list[str] = field(default_factory=list)
     incomplete: list[str] = field(default_factory=list)
     runs: list[RunCheck] = field(default_factory=list)
+    checkpoints: dict[str, dict[str, Any]] = field(default_factory=dict)  # by host ("" = root)
+    keyid: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -70,8 +86,11 @@ def _results_facts(run_dir: Path) -> tuple[object, bool]:
     return results.get("status"), results.get("synthetic") is True
 
 
-def _check_files(run_dir: Path, status: object) -> tuple[int, list[str], dict[str, Any] | None]:
-    """(files the manifest covers, problems, parsed manifest or None) for one run folder."""
+def _check_files(
+    run_dir: Path, status: object, tree: dict[str, str]
+) -> tuple[int, list[str], dict[str, Any] | None]:
+    """(files the manifest covers, problems, parsed manifest or None) for one run folder;
+    ``tree`` is every file's sha256 but the attestation's and the inclusion proof's."""
     name, problems = run_dir.name, []
     if not (run_dir / MANIFEST).exists():
         if status == "incomplete":
@@ -89,7 +108,8 @@ def _check_files(run_dir: Path, status: object) -> tuple[int, list[str], dict[st
             f"{name}: manifest.json belongs to run {manifest.get('run_id')!r}; "
             "the folder was renamed or the manifest copied from another run"
         )
-    expected, actual = manifest["files"], hash_tree(run_dir)
+    expected = manifest["files"]
+    actual = {rel: digest for rel, digest in tree.items() if rel != MANIFEST}
     for rel, digest in expected.items():
         if rel not in actual:
             problems.append(f"{name}: missing file {rel}")
@@ -152,8 +172,12 @@ def _check_chain(
     return found
 
 
-def verify(path: Path) -> VerifyReport:
-    """Re-hash one run folder, or every run under a root and the chain between them."""
+def verify(path: Path, key: str | None = None, since: str | None = None) -> VerifyReport:
+    """Re-check one run folder, or every run under a root: files, chain, signatures, log.
+
+    ``key`` is the signer's public key file (default ``<root>/evidence-key.pub``);
+    ``since`` a checkpoint ``SIZE:ROOT_SHA256`` copied elsewhere, which the log must extend.
+    """
     path = Path(path)
     if not path.exists():
         raise EvidenceError(
@@ -162,6 +186,28 @@ def verify(path: Path) -> VerifyReport:
         )
     if not path.is_dir():
         raise EvidenceError(f"evidence: {path} is a file; pass a run folder or the evidence root")
+    wanted = parse_since(since) if since else None
+    hosts = sorted(p for p in (path / HOSTS).glob("*") if p.is_dir())
+    if not hosts:
+        return _verify_root(path, key, wanted)
+    report = VerifyReport(path=path)
+    parts = [("", path)] if list_runs(path) else []
+    for name, root in parts + [(h.name, h) for h in hosts]:
+        part = _verify_root(root, key, wanted)
+        label = f"host {name}: " if name else ""
+        report.runs_checked += part.runs_checked
+        report.problems += [label + p for p in part.problems]
+        report.incomplete += part.incomplete
+        for run in part.runs:
+            run.host = name or None
+        report.runs += part.runs
+        if "" in part.checkpoints:
+            report.checkpoints[name] = part.checkpoints[""]
+        report.keyid = report.keyid or part.keyid
+    return report
+
+
+def _verify_root(path: Path, key_file: str | None, since: tuple[int, str] | None) -> VerifyReport:
     single = (path / RESULTS).exists() or (path / MANIFEST).exists()
     single = single or path.name.startswith(RUN_PREFIX)
     runs = [path] if single else list_runs(path)
@@ -170,26 +216,45 @@ def verify(path: Path) -> VerifyReport:
             f"evidence: no run folders ({RUN_PREFIX}*) under {path}; "
             "run `python -m flows run` first"
         )
+    root = path.parent if single else path
     found: dict[str, list[str]] = {}
     counts: dict[str, int] = {}
     sealed: dict[str, dict[str, Any]] = {}
     synthetic: set[str] = set()
+    trees: dict[str, dict[str, str]] = {}
     for run in runs:
         status, made_up = _results_facts(run)
         if made_up:
             synthetic.add(run.name)
-        counts[run.name], found[run.name], manifest = _check_files(run, status)
+        trees[run.name] = hash_tree(run, exclude=(ATTESTATION, INCLUSION))
+        counts[run.name], found[run.name], manifest = _check_files(run, status, trees[run.name])
         if manifest is not None:
             sealed[run.name] = manifest
-    chain = _check_chain(sealed, path.parent if single else path, whole=not single)
-    report = VerifyReport(path=path, runs_checked=len(runs))
+    chain = _check_chain(sealed, root, whole=not single)
+    signed = audit(root, runs, trees, resolve_key(root, key_file), whole=not single, since=since)
+    report = VerifyReport(path=path, runs_checked=len(runs), keyid=signed.keyid)
+    if signed.checkpoint is not None:
+        report.checkpoints[""] = signed.checkpoint
+    report.problems += signed.root
+    listed = {run.name for run in runs}
+    for name, extra in signed.runs.items():  # log entries whose folder is gone
+        if name not in listed:
+            report.problems += extra
     for run in runs:
-        problems = found[run.name] + chain.get(run.name, [])
+        problems = found[run.name] + chain.get(run.name, []) + signed.runs.get(run.name, [])
         state = "BROKEN" if problems else "OK" if run.name in sealed else "INCOMPLETE"
         if state == "INCOMPLETE":
             report.incomplete.append(run.name)
         report.runs.append(
-            RunCheck(run.name, state, counts[run.name], len(problems), run.name in synthetic)
+            RunCheck(
+                run.name,
+                state,
+                counts[run.name] or len(trees[run.name]),
+                len(problems),
+                run.name in synthetic,
+                (run / ATTESTATION).exists(),
+                signed.index.get(run.name),
+            )
         )
         report.problems += problems
     return report
@@ -201,7 +266,7 @@ def cmd_verify(args: Any) -> int:
     0 whatever the verdicts: a sealed run that failed its drills is intact evidence.
     """
     try:
-        report = verify(Path(args.path))
+        report = verify(Path(args.path), getattr(args, "key", None), getattr(args, "since", None))
     except EvidenceError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -211,13 +276,24 @@ def cmd_verify(args: Any) -> int:
             "INCOMPLETE": "not finalized; outside the chain",
             "BROKEN": f"{run.problems} problem(s)",
         }[run.state]
-        print(f"{run.state} {run.run_id} ({detail}{', synthetic' if run.synthetic else ''})")
+        if run.signed:
+            detail += ", signed"
+        if run.log_index is not None:
+            detail += f", log #{run.log_index}"
+        host = f"host {run.host}: " if run.host else ""
+        made_up = ", synthetic" if run.synthetic else ""
+        print(f"{host}{run.state} {run.run_id} ({detail}{made_up})")
     for problem in report.problems:
         print(problem)
     where = f"{report.runs_checked} run(s) checked in {report.path}"
     skipped = f", {len(report.incomplete)} incomplete" if report.incomplete else ""
-    made_up = sum(run.synthetic for run in report.runs)
-    skipped += f", {made_up} synthetic" if made_up else ""
+    synthetic = sum(run.synthetic for run in report.runs)
+    skipped += f", {synthetic} synthetic" if synthetic else ""
+    if report.keyid:
+        print(f"key: {report.keyid}")
+    for host, checkpoint in report.checkpoints.items():
+        label = f"host {host} " if host else ""
+        print(f"{label}checkpoint: size {checkpoint['size']} root {checkpoint['root_sha256']}")
     if report.ok:
         print(f"verify: intact: {where}{skipped}")
         return 0

@@ -28,6 +28,7 @@ import re
 import socket
 import subprocess
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from flows.errors import EvidenceError
+from flows.evidence import log as evidence_log
 from flows.evidence.atomic import (
     fsync_dir,
     os_error_message,
@@ -42,9 +44,13 @@ from flows.evidence.atomic import (
     write_atomic,
     write_json,
 )
+from flows.evidence.attest import sign_run
+from flows.evidence.criteria import build_criteria, drill_criteria, drill_digest
 from flows.evidence.junit import build_junit
+from flows.evidence.keys import SigningKey, load_signing_key, publish_public_key
 from flows.evidence.layout import (
     CHAIN_LOCK,
+    CRITERIA,
     JUNIT,
     MANIFEST,
     RESULTS,
@@ -52,12 +58,14 @@ from flows.evidence.layout import (
     SCHEMA_VERSION,
     drill_log_name,
     hash_tree,
+    load_results,
     read_json,
     run_key,
     run_names,
 )
+from flows.evidence.report import default_owner, write_report
 
-__all__ = ["RunWriter", "new_run_dir"]
+__all__ = ["RunWriter", "batched_log", "new_run_dir"]
 
 DRILL_STATUSES = ("pass", "fail", "error", "incomplete")
 _VERSIONED = ("chaos-drills", "fastapi", "uvicorn", "psutil", "prefect", "pandas")
@@ -70,8 +78,10 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def new_run_dir(root: Path, now: datetime | None = None) -> Path:
-    """Create and return ``root/chaos-drill-YYYYMMDD-HHMMSS`` (UTC), suffixed ``-2``… if taken."""
+def new_run_dir(root: Path, now: datetime | None = None, *, durable: bool = True) -> Path:
+    """Create and return ``root/chaos-drill-YYYYMMDD-HHMMSS`` (UTC), suffixed ``-2``… if taken.
+
+    ``durable=False`` skips the fsync of ``root`` (a history rebuilt from a seed)."""
     root = Path(root)
     stamp = (now or _now()).astimezone(UTC).strftime("%Y%m%d-%H%M%S")
     try:
@@ -82,7 +92,8 @@ def new_run_dir(root: Path, now: datetime | None = None) -> Path:
                 os.mkdir(path)  # atomic: of two runs racing for one name, exactly one gets it
             except FileExistsError:
                 continue
-            fsync_dir(root)
+            if durable:
+                fsync_dir(root)
             return path
     except OSError as exc:
         raise EvidenceError(os_error_message("create a run folder in", root, exc)) from exc
@@ -139,6 +150,7 @@ def _unfinished(drill_id: str) -> dict[str, Any]:
         "summary": _UNFINISHED,
         "log": drill_log_name(drill_id),
         "metrics": {},
+        "criteria_sha256": None,  # set when the result is recorded
     }
 
 
@@ -187,11 +199,38 @@ def _chain_lock(root: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _chain_tail(root: Path, exclude: str) -> dict[str, str] | None:
-    """The ``previous`` entry for a run sealed now; call only under the chain lock."""
+def _chain_tail(root: Path, exclude: str, names: list[str] | None = None) -> dict[str, str] | None:
+    """The ``previous`` entry for a run sealed now; call only under the chain lock.
+
+    Every sealed run joins the log right after it links to the tail, under this same
+    lock, so the tail is the newest sealed run in the log: one manifest read. Only when
+    a sealed run is missing from the log (chain-only runs not adopted yet, a writer
+    that died between its manifest and its leaf) are all manifests looked at.
+    """
+    names = run_names(root) if names is None else names
+    where = os.path.abspath(root)
+    logged = evidence_log.logged(root)
+    loose = [
+        name
+        for name in names
+        if name not in logged
+        and name != exclude
+        and os.path.exists(os.path.join(where, name, MANIFEST))
+    ]
+    if loose:
+        return _scan_tail(root, exclude, names)
+    for run_id in evidence_log.newest_first(root):
+        found = _sealed(where, run_id) if run_id != exclude else None
+        if found is not None:
+            return {"run_id": run_id, "manifest_sha256": found[1]}
+    return None
+
+
+def _scan_tail(root: Path, exclude: str, names: list[str]) -> dict[str, str] | None:
+    """The tail from every sealed run's manifest: the run no other run links to."""
     sealed: dict[str, tuple[str | None, str]] = {}
     where = os.path.abspath(root)
-    for name in run_names(root):
+    for name in names:
         found = _sealed(where, name) if name != exclude else None
         if found is not None:
             sealed[name] = found
@@ -202,6 +241,41 @@ def _chain_tail(root: Path, exclude: str) -> dict[str, str] | None:
         return None
     tail = max(tails, key=run_key)
     return {"run_id": tail, "manifest_sha256": sealed[tail][1]}
+
+
+# Roots whose log this process appends to in batches (:func:`batched_log`).
+_BATCHED: set[str] = set()
+
+
+@contextmanager
+def batched_log(
+    root: Path, *, signing_key: SigningKey | None = None, durable: bool = True
+) -> Iterator[None]:
+    """Within: runs this process finalizes under ``root`` join the log without a checkpoint
+    each and without a look for other runs the log lacks. On leaving: under the chain lock,
+    the runs the log lacks (a dead writer's run, signed ``FAILED``), one signed checkpoint,
+    and every run's inclusion proof. For a history one process writes alone (``synth``):
+    thousands of runs, a checkpoint per batch, not per run.
+    """
+    root = Path(root)
+    where = os.path.abspath(root)
+    if where in _BATCHED:
+        raise EvidenceError(f"evidence: the log of {root} is already being appended in a batch")
+    _BATCHED.add(where)
+    try:
+        yield
+    finally:
+        _BATCHED.discard(where)
+    key = signing_key or load_signing_key()
+    with _chain_lock(root):
+        evidence_log.append(
+            root,
+            run_names(root),
+            key,
+            own=None,
+            sealer=lambda run_dir: _seal_dead(run_dir, key, durable),
+            durable=durable,
+        )
 
 
 class RunWriter:
@@ -221,11 +295,21 @@ class RunWriter:
         git_commit: Callable[[], str | None] = _git_commit,
         synthetic: bool = False,
         durable: bool = True,
+        signing_key: SigningKey | None = None,
+        owner: str | None = None,
     ) -> None:
         """``now`` stamps the start and the end; ``host``, ``versions`` and ``git_commit``
         are read once, here. The defaults read the clock and this machine; a made-up
         history passes its own and ``synthetic=True``. ``durable=False`` skips the fsyncs
-        (never for evidence meant to be kept: a power cut may lose the last writes)."""
+        and the rewrite of ``results.json`` after each drill (it is written when the run
+        opens, ends or is closed): never for evidence meant to be kept, where a power cut
+        or a crash may then lose the last writes.
+
+        ``signing_key`` signs the statement and the log (default: :func:`load_signing_key`,
+        generated on first use); ``owner`` goes into ``EVIDENCE.md`` (default ``--owner``
+        / ``$EVIDENCE_OWNER``, else this user). ``criteria.json`` is sealed here, before
+        any drill can start, and the writer holds an flock on the folder until it is
+        finalized or closed: the log takes a folder nobody holds for a dead run's."""
         self.run_dir = Path(run_dir)
         self.run_id = self.run_dir.name
         drills = list(drills)
@@ -241,18 +325,23 @@ class RunWriter:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise EvidenceError(os_error_message("create", self.run_dir, exc)) from exc
+        self._key = signing_key or load_signing_key()
+        publish_public_key(self.run_dir.parent, self._key, write=False)  # fail before drills
+        self._hold = _hold_folder(self.run_dir)
+        self._release = weakref.finalize(self, os.close, self._hold)
         self._now = now
         self._synthetic = synthetic
         self._durable = durable
         self._lock = threading.Lock()  # drills may finish on several worker threads
         self._finalized = False
+        started = now().isoformat()
         self._results: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
             "run_id": self.run_id,
             **({"synthetic": True} if synthetic else {}),
             "status": "incomplete",
             "verdict": None,
-            "started_at": now().isoformat(),
+            "started_at": started,
             "finished_at": None,
             "host": host(),
             "versions": versions(),
@@ -260,9 +349,21 @@ class RunWriter:
             "command": command,
             "config": config,
             "program": dict(program) if program else None,  # {name, chosen_by}
+            "owner": owner or default_owner(),
             "drills": [_unfinished(d) for d in drills],
         }
+        # The first thing the run commits to: what "pass" means, before any drill starts.
+        criteria = build_criteria(self.run_id, drills, config, started)
+        write_json(self.run_dir / CRITERIA, criteria, durable=self._durable)
+        self._results["criteria_sha256"] = sha256_bytes((self.run_dir / CRITERIA).read_bytes())
         write_json(self.run_dir / RESULTS, self._results, durable=self._durable)
+        log.log(
+            logging.DEBUG if synthetic else logging.INFO,
+            "evidence.criteria_sealed run=%s sha256=%s drills=%d",
+            self.run_id,
+            self._results["criteria_sha256"],
+            len(drills),
+        )
 
     def log_path(self, drill_id: str) -> Path:
         """Where drill ``drill_id`` writes its log."""
@@ -287,6 +388,9 @@ class RunWriter:
             )
         for key, default in _unfinished(drill_id).items():
             entry.setdefault(key, default)
+        # The criteria this drill ran under, from its code as it is now: verify compares
+        # them with the sealed ones.
+        entry["criteria_sha256"] = drill_digest(drill_criteria(drill_id))
         with self._lock:
             if self._finalized:
                 raise EvidenceError(
@@ -299,7 +403,8 @@ class RunWriter:
                 drills.append(entry)
             else:
                 drills[index] = entry
-            write_json(self.run_dir / RESULTS, self._results, durable=self._durable)
+            if self._durable:  # else written once, when the run ends or is closed
+                write_json(self.run_dir / RESULTS, self._results, durable=True)
             return copy.deepcopy(entry)
 
     def finalize(self) -> dict[str, Any]:
@@ -317,10 +422,16 @@ class RunWriter:
             write_json(self.run_dir / RESULTS, self._results, durable=self._durable)
             junit = build_junit(self._results, self.run_dir)
             write_atomic(self.run_dir / JUNIT, junit, durable=self._durable)
-            files = hash_tree(self.run_dir)
             root = self.run_dir.parent
+            batched = os.path.abspath(root) in _BATCHED
             with _chain_lock(root):
-                previous = _chain_tail(root, exclude=self.run_id)
+                names = [] if batched else run_names(root)  # a batch looks once, at its end
+                last = evidence_log.last_entry(root)
+                write_report(
+                    self.run_dir, self._results, _previous(root, last), durable=self._durable
+                )
+                files = hash_tree(self.run_dir)
+                previous = _chain_tail(root, exclude=self.run_id, names=names)
                 manifest = {
                     "schema_version": SCHEMA_VERSION,
                     "run_id": self.run_id,
@@ -329,13 +440,67 @@ class RunWriter:
                     "previous": previous,
                 }
                 write_json(self.run_dir / MANIFEST, manifest, durable=self._durable)
+                publish_public_key(root, self._key, durable=self._durable)
+                envelope = sign_run(self.run_dir, self._results, self._key, durable=self._durable)
+                appended = evidence_log.append(
+                    root,
+                    names,
+                    self._key,
+                    own=(self.run_id, envelope),
+                    sealer=lambda run_dir: _seal_dead(run_dir, self._key, self._durable),
+                    durable=self._durable,
+                    checkpoint=not batched,
+                )
+            self._release()
             self._finalized = True
             log.log(
                 logging.DEBUG if self._synthetic else logging.INFO,  # a history is thousands
-                "evidence.run_sealed run=%s verdict=%s files=%d previous=%s",
+                "evidence.run_sealed run=%s verdict=%s files=%d previous=%s log_index=%s",
                 self.run_id,
                 self._results["verdict"],
                 len(files),
                 previous and previous["run_id"],
+                appended.get(self.run_id),
             )
             return copy.deepcopy(self._results)
+
+    def close(self) -> None:
+        """Let go of the folder without sealing it, as a runner that died would: the next
+        append to the log signs it ``FAILED`` from what is on disk."""
+        with self._lock:
+            if not self._durable and not self._finalized and self._release.alive:
+                write_json(self.run_dir / RESULTS, self._results, durable=False)
+        self._release()
+
+
+def _seal_dead(run_dir: Path, key: SigningKey, durable: bool) -> bytes:
+    """Sign a run whose writer is gone, from its files; the envelope's bytes."""
+    results = load_results(run_dir)
+    write_report(run_dir, results, None, durable=durable)
+    return sign_run(run_dir, results, key, durable=durable)
+
+
+def _hold_folder(run_dir: Path) -> int:
+    """An fd holding an exclusive flock on ``run_dir``: this run is alive while it is open."""
+    try:
+        fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise EvidenceError(os_error_message("open", run_dir, exc)) from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        os.close(fd)
+        raise EvidenceError(
+            f"evidence: another writer holds {run_dir}; pass a new --run-dir"
+        ) from exc
+    return fd
+
+
+def _previous(root: Path, last: evidence_log.Entry | None) -> dict[str, Any] | None:
+    """The results of the newest run in the log, for "what changed since"."""
+    if last is None:
+        return None
+    try:
+        return load_results(root / last.run_id)
+    except EvidenceError:
+        return None

@@ -40,6 +40,7 @@ from prefect.states import Completed, Failed
 from flows.drills import DrillOptions
 from flows.errors import FlowsError, SetupError
 from flows.evidence import RunWriter, new_run_dir
+from flows.evidence.log import checkpoint_lines
 from flows.pipeline.events import emit_sealed, emit_verdict
 from flows.registry import DRILL_IDS, check_ids
 from flows.runner import (
@@ -171,6 +172,7 @@ def _evidence_markdown(
         "",
         f"- run folder: `{run_dir}`",
         f"- verify: `python -m flows verify {run_dir}`",
+        *checkpoint_lines(run_dir.parent),
     ]
     if site and _is_url(site):
         lines.append(f"- site page: [{results['run_id']}]({site})")

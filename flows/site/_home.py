@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from flows.site._attest import checkpoint_block
 from flows.site._html import (
     age,
     badge,
@@ -151,6 +152,7 @@ def home_page(history: History, table: pd.DataFrame, found: pd.DataFrame, now: p
         *_drill_rows(table, p),
         *_completeness(found, now, p),
         *_integrity(history.runs, p),
+        *checkpoint_block(history.root),
         *_charts(p, "timeline-recent", "the last 60 runs"),
     ]
     return "\n".join(out)

@@ -17,6 +17,7 @@ from urllib.parse import quote
 import pandas as pd
 
 from flows.registry import DRILL_IDS, key_metric
+from flows.site._attest import attest_block
 from flows.site._html import SEARCH_EXCLUDE, a, badge, evidence_badge, h, metric_text, when
 
 log = logging.getLogger("flows.site")
@@ -288,6 +289,7 @@ def run_page(
             _conclusion(run, entries),
             '<h2 id="evidence-files">Evidence files</h2>',
             _evidence_files(manifest, copied, known),
+            attest_block(Path(run.path)),
             '<h2 id="verify-it-yourself">Verify it yourself</h2>',
             f"<pre><code>python -m flows verify {h(run.path)}\n"
             f"python -m flows verify {h(root)}   # every run and the hash chain</code></pre>",
