@@ -20,7 +20,6 @@ import argparse
 import os
 import shlex
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -89,20 +88,15 @@ def _drill_in_task(writer: RunWriter, drill_id: str, options: DrillOptions) -> d
 def publish_task(artifacts_root: str, site_dir: str) -> str:
     """Compute the trends and build the evidence site; the path of its index.html."""
     try:
-        from flows.site import CHECKOUT_SITE, publish
+        from flows.site import publish
     except ImportError as exc:
         raise SetupError(
             f"publish: flows.site.publish is not available ({exc}); the evidence is "
             "written, but no site was built. Rerun with publish=false (--no-publish), "
             "or install the evidence-site module"
         ) from exc
-    site = Path(site_dir)
-    if site.resolve() == CHECKOUT_SITE.resolve():
-        return str(publish(Path(artifacts_root), site))  # the checkout's docs/generated
-    # Elsewhere (tests, shared storage) the generated pages are scratch, so the
-    # repository's docs/ is never rewritten by a build it does not serve.
-    with tempfile.TemporaryDirectory(prefix="flows-nightly-docs-") as docs:
-        return str(publish(Path(artifacts_root), site, docs_dir=Path(docs)))
+    # publish writes only into site_dir (its MkDocs staging folder included).
+    return str(publish(Path(artifacts_root), Path(site_dir)))
 
 
 def _options(config: str | None) -> DrillOptions:
