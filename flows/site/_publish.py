@@ -230,7 +230,10 @@ def _stage_docs(docs: Path, sections: list[Section], extra: Path | None, now: pd
             else:
                 shutil.copyfile(entry.path, target)
     gen = docs / GENERATED
-    _write(gen / "home.md", home_page(sections, now))
+    home = home_page(sections, now)
+    if (docs / "verify.md").is_file():  # a hand-written page: absent from an installed wheel
+        home += "\n\n[Verify evidence](verify.md) says how to check a run yourself.\n"
+    _write(gen / "home.md", home)
     _write(gen / "reference.md", reference_page())
     for s in sections:
         _summary_pages(s, docs, now)

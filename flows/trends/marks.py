@@ -10,7 +10,8 @@ Pure functions of the history's frames (see :mod:`flows.trends.maths`), no I/O:
 - **regressed**: the latest outcome is not a pass and the block before it
   passed; names the last pass, the first failure and what changed between
   their runs (git commit, versions, config, host);
-- **recovered**: passing again after a regression, with the run and date;
+- **recovered**: passing again after a regression, with the run and date (not for a
+  flaky drill, whose every pass after a failure would be one);
 - **drifting**: a change point in the key metric of passing outcomes (ruptures'
   binary segmentation, least-squares cost, one break, on the log of the metric),
   marked when the median after the break is at least ``DRIFT_RATIO`` times
@@ -214,10 +215,11 @@ def marks(
             when = "never" if pd.isna(last) else f"last outcome {last:%Y-%m-%d %H:%M} UTC"
             found.append(("stale", f"no outcome within {hours:g} h ({when})"))
         passing = drill in latest.index and bool(latest.loc[drill, "passed"])
+        is_flaky = drill in flaky.index and bool(flaky.loc[drill, "flaky"])
         mine = details[details["drill"].eq(drill)]
         if not mine.empty:
             last_reg = mine.iloc[-1]
-            if not passing and last_reg["recovered_run"] is None:
+            if not passing and not isinstance(last_reg["recovered_run"], str):
                 found.append(
                     (
                         "regressed",
@@ -225,7 +227,7 @@ def marks(
                         f"{last_reg['first_fail_run']}; changed: {last_reg['changed']}",
                     )
                 )
-            elif passing and last_reg["recovered_run"] is not None:
+            elif passing and not is_flaky and isinstance(last_reg["recovered_run"], str):
                 at = last_reg["recovered_at"]
                 if now - at <= pd.Timedelta(days=RECOVERED_DAYS):
                     found.append(
@@ -234,7 +236,7 @@ def marks(
                             f"passing again since {at:%Y-%m-%d} ({last_reg['recovered_run']})",
                         )
                     )
-        if drill in flaky.index and bool(flaky.loc[drill, "flaky"]):
+        if is_flaky:
             f: dict[str, Any] = {str(k): v for k, v in flaky.loc[drill].items()}
             found.append(
                 (
