@@ -15,8 +15,6 @@ import json
 import logging
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -91,25 +89,43 @@ def _host_nav() -> list[str]:
     return ["trends.md", "archive/index.md", *(f"drills/{d}.md" for d in registry.DRILL_IDS)]
 
 
+class _Warnings(logging.Handler):
+    """Collects what MkDocs logs at WARNING and above: the lines --strict counts."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(f"{record.levelname} - {record.getMessage()}")
+
+
 def run_mkdocs(config: Path, out: Path) -> None:
-    """``mkdocs build --strict`` of ``config`` into ``out``; EvidenceError with its warnings."""
-    # No -q: it silences the warnings --strict counts, and the build passes anyway.
-    proc = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(config), "-d", str(out)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        output = (proc.stderr + proc.stdout).splitlines()
-        warnings = [line for line in output if not line.startswith("INFO")] or output[-5:]
+    """``mkdocs build --strict`` of ``config`` into ``out``, in this process (a child
+    interpreter cost a second per publish); EvidenceError with its warnings."""
+    from mkdocs.commands.build import build
+    from mkdocs.config import load_config
+    from mkdocs.exceptions import MkDocsException
+
+    caught = _Warnings()
+    mkdocs_log = logging.getLogger("mkdocs")
+    mkdocs_log.addHandler(caught)
+    try:
+        cfg = load_config(str(config), site_dir=str(out), strict=True)
+        cfg.plugins.on_startup(command="build", dirty=False)
+        try:
+            build(cfg)
+        finally:
+            cfg.plugins.on_shutdown()
+    except MkDocsException as exc:
         raise EvidenceError(
-            f"site: mkdocs build --strict failed (exit {proc.returncode}) for {config}:\n"
-            + "\n".join(warnings)
+            f"site: mkdocs build --strict failed for {config} ({exc}):\n"
+            + "\n".join(caught.lines)
             + "\nfix the page it names, or run `python -m flows publish --no-build` and "
-            "`mkdocs build --strict` to see every warning"
-        )
-    log.debug("site.mkdocs_output %s", proc.stderr.strip())
+            "`mkdocs build --strict -f DIR/mkdocs.yml` to see every warning"
+        ) from exc
+    finally:
+        mkdocs_log.removeHandler(caught)
 
 
 def add_to_search(built: Path, entries: Iterable[dict[str, str]]) -> int:

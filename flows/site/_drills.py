@@ -39,7 +39,7 @@ def _intro(drill: str) -> str:
     )
 
 
-HISTORY_ROWS = 120  # the newest executions on the page; the archive holds every run
+HISTORY_ROWS = 60  # the newest executions on the page; the archive holds every run
 
 
 def _figures(row: Any, now: pd.Timestamp) -> list[str]:

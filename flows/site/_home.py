@@ -11,6 +11,7 @@ cell linking to the drill's section on its run page, with the drill's marks.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 
@@ -38,7 +39,9 @@ from flows.trends.history import History
 from flows.trends.maths import OUTCOMES
 
 STATES = ("stale", "fail", "incomplete", "pass")  # most urgent first
-TIMELINE_NIGHTS = 60
+TIMELINE_NIGHTS = 60  # on the home page
+TRENDS_NIGHTS = 366  # on a trends page; the archive has every night
+REGRESSIONS_SHOWN = 30  # newest first; the count says how many there are in all
 
 
 @dataclass(frozen=True)
@@ -296,19 +299,28 @@ def _integrity(s: Section, p: str) -> list[str]:
     return out
 
 
-def timeline(s: Section, now: pd.Timestamp, up: str, nights: int | None) -> str:
+def timeline(
+    s: Section, now: pd.Timestamp, docs: Path, name: str, nights: int, page_up: str
+) -> str:
+    """Write the timeline SVG of the last ``nights`` nights into the section's charts and
+    return the ``<object>`` that shows it; ``page_up`` leads from the page to ``generated/``."""
     drills = s.history.drills
     if drills.empty:
         return "<p>No runs yet.</p>"
     last = max(drills["night"].max(), (now - pd.Timedelta(hours=26)).normalize())
-    first = drills["night"].min()
-    if nights is not None:
-        first = max(first, last - pd.Timedelta(days=nights - 1))
-    svg = timeline_svg(drills, list(s.table.index), first, last, up)
-    return f'<div class="timeline-wrap">{svg}</div>'
+    first = max(drills["night"].min(), last - pd.Timedelta(days=nights - 1))
+    svg = timeline_svg(drills, list(s.table.index), first, last, "../")
+    path = docs / s.gen / "charts" / f"{name}.svg"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(svg, encoding="utf-8")
+    src = f"{page_up}{s.gen.removeprefix('generated/')}charts/{name}.svg"
+    return (
+        f'<div class="timeline-wrap"><object type="image/svg+xml" data="{src}">'
+        f"Timeline of the last {nights} nights</object></div>"
+    )
 
 
-def home_page(sections: list[Section], now: pd.Timestamp, hours: float = 26.0) -> str:
+def home_page(sections: list[Section], now: pd.Timestamp, docs: Path, hours: float = 26.0) -> str:
     """The generated part of the home page (included by index.md, so links start at the root)."""
     p = "generated/"
     out = [
@@ -332,7 +344,7 @@ def home_page(sections: list[Section], now: pd.Timestamp, hours: float = 26.0) -
             f"{title}The last {TIMELINE_NIGHTS} nights; each cell opens the drill on its run "
             f"page. [Trends]({s.gen}trends.md) has every night.",
             "",
-            timeline(s, now, up, TIMELINE_NIGHTS),
+            timeline(s, now, docs, "timeline-recent", TIMELINE_NIGHTS, "generated/"),
             "",
         ]
     return "\n".join(out)
@@ -383,8 +395,9 @@ def _monthly_latency(kill: pd.DataFrame, restart: pd.DataFrame) -> list[str]:
 
 
 def regression_rows(regs: pd.DataFrame, up: str) -> str:
+    """The newest regressions (up to ``REGRESSIONS_SHOWN``) with what changed and recovery."""
     rows = []
-    for r in records(regs.iloc[::-1]):
+    for r in records(regs.iloc[::-1].head(REGRESSIONS_SHOWN)):
         back = (
             f"{r.recovered_at:%Y-%m-%d} {a(run_anchor(r.recovered_run, up, r.drill), r.recovered_run)}"
             if isinstance(r.recovered_run, str)
@@ -401,7 +414,14 @@ def regression_rows(regs: pd.DataFrame, up: str) -> str:
                 ]
             )
         )
-    return html_table(["Drill", "Last pass", "First failure", "What changed", "Recovered"], rows)
+    note = (
+        f"<p>The newest {REGRESSIONS_SHOWN} of {len(regs)} regressions.</p>\n"
+        if len(regs) > REGRESSIONS_SHOWN
+        else ""
+    )
+    return note + html_table(
+        ["Drill", "Last pass", "First failure", "What changed", "Recovered"], rows
+    )
 
 
 def categories_table(cats: pd.DataFrame) -> str:
@@ -419,7 +439,9 @@ def categories_table(cats: pd.DataFrame) -> str:
     return html_table(["Category", *drills, "All"], rows, right=tuple(range(1, len(drills) + 2)))
 
 
-def trends_page(s: Section, kill: pd.DataFrame, restart: pd.DataFrame, now: pd.Timestamp) -> str:
+def trends_page(
+    s: Section, kill: pd.DataFrame, restart: pd.DataFrame, now: pd.Timestamp, docs: Path
+) -> str:
     """The trends page of one section: figures per drill, timeline, latencies, regressions."""
     where = f" on {s.host}" if s.host else ""
     out = [
@@ -447,9 +469,9 @@ def trends_page(s: Section, kill: pd.DataFrame, restart: pd.DataFrame, now: pd.T
         ),
         "## Timeline",
         "",
-        "Every night from the first run; each cell opens the drill on its run page.",
+        f"The last {TRENDS_NIGHTS} nights; each cell opens the drill on its run page.",
         "",
-        timeline(s, now, "../", None),
+        timeline(s, now, docs, "timeline", TRENDS_NIGHTS, "../" * (s.gen.count("/"))),
         "",
         "## Pass rate",
         "",

@@ -89,13 +89,14 @@ def _section(host: str, history: History, now: pd.Timestamp, hours: float) -> Se
     placed = history.runs[history.runs["night"].notna()]
     found = trends.gaps(placed, history.drills, until=last_night(now, hours))
     table = trends_table(history, now, hours)
+    regressions = regression_details(history.drills, history.runs)
     return Section(
         host=host,
         history=history,
         table=table,
         found=found,
-        marks=marks(history.drills, history.runs, now, list(table.index), hours),
-        regressions=regression_details(history.drills, history.runs),
+        marks=marks(history.drills, history.runs, now, list(table.index), hours, regressions),
+        regressions=regressions,
         categories=categorise(history.drills),
         gen=f"{GENERATED}/{host_prefix(host)}",
     )
@@ -111,15 +112,16 @@ def _summary_pages(s: Section, docs: Path, now: pd.Timestamp) -> None:
     charts.pass_rate_chart(trends.pass_rate_over_time(drills), chart_dir / "pass-rate.svg")
     charts.latency_chart(kill, chart_dir / "kill-latency.svg", "Kill latency per month")
     charts.latency_chart(restart, chart_dir / "restart-delay.svg", "Restart delay per month")
-    _write(gen / "trends.md", trends_page(s, kill, restart, now))
+    _write(gen / "trends.md", trends_page(s, kill, restart, now, docs))
     for drill in s.table.index:
         charts.metric_chart(drills, drill, chart_dir / f"metric-{drill}.svg")
         _write(gen / "drills" / f"{drill}.md", drill_page(drill, s, now))
     _write(gen / "archive" / "index.md", archive_index(s.history.runs, s.found))
 
 
-def _month_pages(s: Section, out: Path) -> int:
-    """The archive months (plain pages), written only when their text changed."""
+def _month_pages(s: Section, out: Path, changed: set[str] | None) -> int:
+    """The archive months (plain pages): every month when ``changed`` is None, else the
+    months in ``changed``, the newest two (new gaps land there) and any not written yet."""
     runs = s.history.runs
     placed = runs[runs["night"].notna()]
     months = placed["night"].dt.strftime("%Y-%m")
@@ -128,6 +130,13 @@ def _month_pages(s: Section, out: Path) -> int:
     wanted = sorted(set(months) | set(gap_months))
     base = out / s.gen / "archive"
     for month in wanted:
+        if (
+            changed is not None
+            and month not in changed
+            and month not in wanted[-2:]
+            and (base / month / "index.html").is_file()
+        ):
+            continue
         page = archive_month(month, placed[months.eq(month)], found[gap_months.eq(month)], s.gen)
         _write_if_changed(base / month / "index.html", page)
     if base.is_dir():
@@ -148,8 +157,11 @@ def _digest(run: Any, folder: Path, neighbours: tuple[str | None, str | None], u
     return h.hexdigest()
 
 
-def _run_pages(s: Section, out: Path, state: dict[str, str]) -> tuple[Stats, dict[str, str]]:
-    """Each run's page, its log pages and raw files; only runs whose digest changed."""
+def _run_pages(
+    s: Section, out: Path, state: dict[str, str], changed: set[str]
+) -> tuple[Stats, dict[str, str]]:
+    """Each run's page, its log pages and raw files; only runs whose digest changed (their
+    months are added to ``changed``)."""
     runs = s.history.runs
     run_ids = runs["run_id"].tolist()
     known = set(run_ids)
@@ -168,6 +180,8 @@ def _run_pages(s: Section, out: Path, state: dict[str, str]) -> tuple[Stats, dic
         dest = base / run.run_id
         if state.get(key) == digest and (dest / "index.html").is_file():
             continue
+        if not pd.isna(run.started_at):
+            changed.add(f"{run.started_at:%Y-%m}")
         copied, texts = copy_run(Path(run.path), dest)
         results, _ = parse_json("results.json", texts)
         manifest, manifest_error = parse_json("manifest.json", texts)
@@ -230,7 +244,7 @@ def _stage_docs(docs: Path, sections: list[Section], extra: Path | None, now: pd
             else:
                 shutil.copyfile(entry.path, target)
     gen = docs / GENERATED
-    home = home_page(sections, now)
+    home = home_page(sections, now, docs)
     if (docs / "verify.md").is_file():  # a hand-written page: absent from an installed wheel
         home += "\n\n[Verify evidence](verify.md) says how to check a run yourself.\n"
     _write(gen / "home.md", home)
@@ -301,8 +315,9 @@ def _plain_pages(
     rendered = cached = 0
     digests: dict[str, str] = {}
     for s in sections:
-        _month_pages(s, out)
-        stats, found = _run_pages(s, out, state)
+        changed: set[str] = set()
+        stats, found = _run_pages(s, out, state, changed)
+        _month_pages(s, out, changed if state else None)
         rendered, cached = rendered + stats.rendered, cached + stats.cached
         digests |= found
     return Stats(rendered, cached), digests

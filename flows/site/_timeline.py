@@ -1,5 +1,7 @@
-"""The pass/fail timeline as inline SVG: a date axis (one column per night, so a missed
-night is a visible hatched gap), one row per drill, every cell a link to its run."""
+"""The pass/fail timeline as an SVG file: a date axis (one column per night, so a missed
+night is a visible hatched gap), one row per drill, every cell a link (``target=_top``)
+to the drill's section on its run page. Pages embed it with ``<object>``, so the links
+work and MkDocs never parses its thousands of elements."""
 
 from __future__ import annotations
 
@@ -27,7 +29,8 @@ def timeline_svg(
     width = LABEL + len(nights) * (CELL + GAP) + 4
     height = len(names) * (CELL + GAP) + 34
     out = [
-        f'<svg class="timeline" role="img" viewBox="0 0 {width} {height}" '
+        '<?xml version="1.0" encoding="utf-8"?>\n'
+        f'<svg class="timeline" role="img" font-family="sans-serif" fill="#8a8a8a" viewBox="0 0 {width} {height}" '
         f'width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">',
         f"<title>Outcome per night, {first:%Y-%m-%d} to {last:%Y-%m-%d} (UTC); "
         "hatched: no run that night</title>",
@@ -45,7 +48,7 @@ def timeline_svg(
         y = i * (CELL + GAP)
         out.append(
             f'<text x="{LABEL - 4}" y="{y + CELL - 1}" text-anchor="end" '
-            f'font-size="9" fill="currentColor">{h(drill)}</text>'
+            f'font-size="9" fill="#8a8a8a">{h(drill)}</text>'
         )
         for j, night in enumerate(nights):
             r = cell.get((drill, night))
@@ -54,7 +57,7 @@ def timeline_svg(
             x = LABEL + j * (CELL + GAP)
             tip = f"{drill} {r.status} {r.started_at:%Y-%m-%d %H:%M} UTC, {r.run_id}"
             out.append(
-                f'<a href="{h(run_anchor(r.run_id, up, drill))}"><rect x="{x}" y="{y}" '
+                f'<a href="{h(run_anchor(r.run_id, up, drill))}" target="_top"><rect x="{x}" y="{y}" '
                 f'width="{CELL}" height="{CELL}" fill="{_FILL.get(r.status, "#9e9e9e")}">'
                 f"<title>{h(tip)}</title></rect></a>"
             )
@@ -63,10 +66,10 @@ def timeline_svg(
     for j in range(0, len(nights), step):
         x = LABEL + j * (CELL + GAP)
         out.append(
-            f'<text x="{x}" y="{axis_y}" font-size="9" fill="currentColor">{nights[j]:%m-%d}</text>'
+            f'<text x="{x}" y="{axis_y}" font-size="9" fill="#8a8a8a">{nights[j]:%m-%d}</text>'
         )
     out.append(
-        f'<text x="{LABEL}" y="{axis_y + 14}" font-size="9" fill="currentColor">'
+        f'<text x="{LABEL}" y="{axis_y + 14}" font-size="9" fill="#8a8a8a">'
         "night (UTC) · green pass · red fail · orange error · grey incomplete · "
         "hatched no run</text>"
     )

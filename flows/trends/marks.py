@@ -85,15 +85,23 @@ def flakiness(drills: pd.DataFrame, window: int = FLAKY_WINDOW) -> pd.DataFrame:
     return out
 
 
-def _changes(runs: pd.DataFrame, before: str, after: str) -> str:
+def _context(runs: pd.DataFrame) -> dict[str, dict[str, str]]:
+    """Per run id, the fields of :data:`CHANGE_FIELDS` it recorded."""
+    fields = [f for f in CHANGE_FIELDS if f in runs.columns]
+    return {
+        str(rid): dict(zip(fields, (str(v) for v in values), strict=True))
+        for rid, *values in zip(runs["run_id"], *(runs[f] for f in fields), strict=True)
+    }
+
+
+def _changes(context: dict[str, dict[str, str]], before: str, after: str) -> str:
     """What differs between two runs' recorded context, e.g. ``git_commit 1a2b3c4 → 5d6e7f8``."""
-    by_id = runs.set_index("run_id")
-    if before not in by_id.index or after not in by_id.index:
+    if before not in context or after not in context:
         return ""
-    a, b = by_id.loc[before], by_id.loc[after]
+    a, b = context[before], context[after]
     out = []
     for field in CHANGE_FIELDS:
-        if field not in by_id.columns or a[field] == b[field]:
+        if field not in a or a[field] == b[field]:
             continue
         old, new = str(a[field]) or "none", str(b[field]) or "none"
         if field == "git_commit":
@@ -110,6 +118,7 @@ def regression_details(drills: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame
     when it recovered: ``drill, last_pass_run, last_pass_at, first_fail_run, first_fail_at,
     status, summary, changed, recovered_run, recovered_at``."""
     done = outcomes(drills)
+    context = _context(runs)
     rows = []
     for drill, part in done.groupby("drill", sort=True):
         passed = part["passed"].tolist()
@@ -127,7 +136,7 @@ def regression_details(drills: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame
                     "first_fail_at": recs[i].started_at,
                     "status": recs[i].status,
                     "summary": recs[i].summary,
-                    "changed": _changes(runs, str(recs[i - 1].run_id), str(recs[i].run_id)),
+                    "changed": _changes(context, str(recs[i - 1].run_id), str(recs[i].run_id)),
                     "recovered_run": recs[back].run_id if back is not None else None,
                     "recovered_at": recs[back].started_at if back is not None else pd.NaT,
                 }
@@ -199,10 +208,12 @@ def marks(
     now: pd.Timestamp,
     names: list[str],
     hours: float = STALE_HOURS,
+    details: pd.DataFrame | None = None,
 ) -> dict[str, list[tuple[str, str]]]:
-    """Per drill in ``names``, its marks as ``(kind, evidence text)``, most urgent first."""
+    """Per drill in ``names``, its marks as ``(kind, evidence text)``, most urgent first;
+    ``details`` is :func:`regression_details` when the caller has it already."""
     flaky = flakiness(drills)
-    details = regression_details(drills, runs)
+    details = regression_details(drills, runs) if details is None else details
     drifting = drift(drills)
     old = stale(drills, now, hours)
     done = outcomes(drills)
