@@ -338,7 +338,6 @@ def home_page(sections: list[Section], now: pd.Timestamp, docs: Path, hours: flo
         out += _integrity(s, p)
     out += ["## Timeline", ""]
     for s in sections:
-        up = p + s.gen.removeprefix("generated/")
         title = f"### {esc(s.host)}\n\n" if s.host else ""
         out += [
             f"{title}The last {TIMELINE_NIGHTS} nights; each cell opens the drill on its run "
