@@ -47,8 +47,8 @@ def _figures(row: Any, now: pd.Timestamp) -> list[str]:
     return [
         "| Latest | Runs | Pass 7 | Pass 30 | All time | Streak |",
         "| --- | ---: | ---: | ---: | ---: | --- |",
-        f"| {badge(row['latest_status'])} | {n} | {rate_cell(row['pass_7'], min(n, 7))} "
-        f"| {rate_cell(row['pass_30'], min(n, 30))} | {rate_cell(row['pass_all'], n)} "
+        f"| {badge(row['latest_status'])} | {n} | {rate_cell(row['pass_7'], min(n, 7), 7)} "
+        f"| {rate_cell(row['pass_30'], min(n, 30), 30)} | {rate_cell(row['pass_all'], n, 0)} "
         f"| {streak(row)} |",
         "",
         "| Flips | Regressions | Last verified pass | Missed nights |",

@@ -199,7 +199,7 @@ def _drill_table(sections: list[Section], now: pd.Timestamp, hours: float, p: st
                         status_cell(s, drill, up),
                         mark_badges(s.marks.get(drill, [])),
                         ago(row["last_verified_pass"], now, hours),
-                        rate_cell(row["pass_30"], min(row["outcomes"], 30)),
+                        rate_cell(row["pass_30"], min(row["outcomes"], 30), 30),
                         str(int(row["gaps"])),
                     ]
                 )
@@ -359,9 +359,9 @@ def _trends_rows(s: Section) -> list[str]:
                     a(f"../drills/{drill}/", str(drill)),
                     badge(row["latest_status"]),
                     str(n),
-                    rate_cell(row["pass_7"], min(n, 7)),
-                    rate_cell(row["pass_30"], min(n, 30)),
-                    rate_cell(row["pass_all"], n),
+                    rate_cell(row["pass_7"], min(n, 7), 7),
+                    rate_cell(row["pass_30"], min(n, 30), 30),
+                    rate_cell(row["pass_all"], n, 0),
                     str(int(row["flips"])),
                     str(int(row["regressions"])),
                     str(int(row["gaps"])),
@@ -424,18 +424,17 @@ def regression_rows(regs: pd.DataFrame, up: str) -> str:
 
 
 def categories_table(cats: pd.DataFrame) -> str:
+    """Per category: how many failed runs, and how many of them per drill."""
     if cats.empty:
         return "<p>No failures to categorise.</p>\n"
-    counts = cats.groupby(["category", "drill"]).size().unstack(fill_value=0)
-    drills = list(counts.columns)
-    rows = [
-        tr(
-            [h(cat), *(str(int(row[d])) for d in drills), str(int(row.sum()))],
-            right=tuple(range(1, len(drills) + 2)),
+    counts = cats.groupby(["category", "drill"]).size()
+    rows = []
+    for cat, part in counts.groupby(level=0, sort=False):
+        per = ", ".join(
+            f"{drill} {int(n)}" for (_, drill), n in part.sort_values(ascending=False).items()
         )
-        for cat, row in counts.iterrows()
-    ]
-    return html_table(["Category", *drills, "All"], rows, right=tuple(range(1, len(drills) + 2)))
+        rows.append(tr([h(cat), str(int(part.sum())), h(per)], right=(1,)))
+    return html_table(["Category", "Failed runs", "Per drill"], rows, right=(1,))
 
 
 def trends_page(

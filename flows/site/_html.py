@@ -154,12 +154,15 @@ def run_href(run_id: str, up: str) -> str:
 MIN_RATE_OUTCOMES = 5
 
 
-def rate_cell(value: object, n: object) -> str:
-    """A pass rate with the outcomes it counts, or ``— (n=3)`` below the minimum."""
+def rate_cell(value: object, n: object, window: int | None = None) -> str:
+    """A pass rate; ``(n=12)`` beside it when it counts fewer runs than its ``window``
+    (all time has none), and ``— (n=3)`` below the minimum."""
     count = int(n) if isinstance(n, int | float) and not pd.isna(n) else 0
     if count < MIN_RATE_OUTCOMES:
         return f'<span title="fewer than {MIN_RATE_OUTCOMES} outcomes">— (n={count})</span>'
-    return f"{fmt.rate(value)} (n={count})"
+    if window is None or count < window:
+        return f"{fmt.rate(value)} (n={count})"
+    return fmt.rate(value)
 
 
 def ago(ts: Any, now: pd.Timestamp, fresh_hours: float | None = None) -> str:
