@@ -430,9 +430,9 @@ def categories_table(cats: pd.DataFrame) -> str:
     counts = cats.groupby(["category", "drill"]).size()
     rows = []
     for cat, part in counts.groupby(level=0, sort=False):
-        per = ", ".join(
-            f"{drill} {int(n)}" for (_, drill), n in part.sort_values(ascending=False).items()
-        )
+        ranked = part.sort_values(ascending=False)
+        drills = ranked.index.get_level_values("drill")
+        per = ", ".join(f"{d} {int(n)}" for d, n in zip(drills, ranked, strict=True))
         rows.append(tr([h(cat), str(int(part.sum())), h(per)], right=(1,)))
     return html_table(["Category", "Failed runs", "Per drill"], rows, right=(1,))
 
