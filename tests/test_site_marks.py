@@ -43,6 +43,7 @@ def write_history(
     end: datetime | None = None,
     host: str = "drill-01",
     skip: frozenset[int] = frozenset(),
+    scope: tuple[str, ...] = registry.DRILL_IDS,
 ) -> list[Path]:
     """One run per night ending on ``end`` (default: tonight 02:00 UTC), every drill."""
     end = end or datetime.now(UTC).replace(hour=2, minute=0, second=0, microsecond=0)
@@ -60,7 +61,7 @@ def write_history(
         run_dir = new_run_dir(root, now=at)
         writer = RunWriter(
             run_dir,
-            drills=registry.DRILL_IDS,
+            drills=scope,
             command=f"scripts/recovery_drill.sh {run_dir}",
             config=None,
             now=now,
@@ -69,7 +70,7 @@ def write_history(
             git_commit=lambda night=night: f"{'a' if night < nights - 2 else 'b'}{'0' * 39}",
             durable=False,
         )
-        for drill in registry.DRILL_IDS:
+        for drill in scope:
             status = outcome(drill, night)
             value = metric(drill, night)
             last = (
@@ -180,6 +181,22 @@ def test_a_clean_recent_history_passes(tmp_path):
     write_history(root, 10)
     home = publish(root, tmp_path / "site").read_text()
     assert '<meta name="evidence-status" content="pass">' in home
+
+
+def test_a_newest_run_that_lacks_a_drill_is_incomplete_and_that_drill_not_run(tmp_path):
+    """The drill the newest night skipped does not read PASS from an older run."""
+    root = tmp_path / "artifacts"
+    today = datetime.now(UTC).replace(hour=2, minute=0, second=0, microsecond=0)
+    write_history(root, 5, end=today - timedelta(days=1))
+    write_history(root, 1, end=today, scope=registry.DRILL_IDS[1:])
+    # an hour after tonight's run: yesterday's outcomes are still within the window
+    home = publish(
+        root, tmp_path / "site", now=pd.Timestamp(today + timedelta(hours=1))
+    ).read_text()
+    assert '<meta name="evidence-status" content="incomplete">' in home
+    assert f"lacks {registry.DRILL_IDS[0]}" in home
+    row = re.search(rf'drills/{registry.DRILL_IDS[0]}/">.*?</tr>', home, re.S)
+    assert row and "NOT RUN" in row.group(0)
 
 
 def test_two_hosts_get_a_column_and_trends_each(tmp_path):

@@ -89,7 +89,7 @@ def archive_month(
     for r in records(runs):
         label = a(run_href(r.run_id, "../../"), r.run_id)
         origin = first_of_night.get(r.night)
-        if origin and origin != r.run_id and "rerun" in r.command:
+        if origin and origin != r.run_id:  # a later run of the same night retried it
             label += f" rerun of {a(run_href(origin, '../../'), origin)}"
         lines.append(
             (

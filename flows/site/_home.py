@@ -86,15 +86,27 @@ def section_status(s: Section, now: pd.Timestamp, hours: float) -> tuple[str, li
         last = runs.sort_values(["started_at", "run_id"]).iloc[-1]
         if last["status"] != "complete":
             reasons["incomplete"].append(f"the newest run{where} {last['run_id']} is incomplete")
-        missing = [d for d in s.table.index if d not in last["scope"].split(",")]
-        if missing and "rerun" not in last["command"]:
+        nightly, missing = lacking(s)
+        if missing:
             reasons["incomplete"].append(
-                f"the newest run{where} {last['run_id']} lacks {', '.join(missing)}"
+                f"the newest night's run{where} {nightly} lacks {', '.join(sorted(missing))}"
             )
     else:
         reasons["stale"].append(f"no run{where} yet")
     state = next((k for k in STATES if reasons[k]), "pass")
     return state, [r for k in STATES for r in reasons[k]]
+
+
+def lacking(s: Section) -> tuple[str, set[str]]:
+    """The newest night's first run (a later run that night is a rerun) and the drills
+    it has no entry for."""
+    runs = s.history.runs[s.history.runs["started_at"].notna()]
+    if runs.empty:
+        return "", set()
+    ordered = runs.sort_values(["started_at", "run_id"])
+    first = ordered[ordered["night"].eq(ordered["night"].iloc[-1])].iloc[0]
+    scope = set(str(first["scope"]).split(","))
+    return str(first["run_id"]), {str(d) for d in s.table.index if d not in scope}
 
 
 def site_status(
@@ -178,6 +190,10 @@ def status_cell(s: Section, drill: str, up: str) -> str:
     row = s.table.loc[drill]
     if not isinstance(row["latest_run"], str):
         return badge("missing")
+    nightly, missing = lacking(s)
+    if drill in missing:  # the newest night's run has no result for it: not a pass
+        gone = a(run_href(nightly, up), badge("missing", "NOT RUN"))
+        return f"{gone} last: {badge(str(row['latest_status']))} {row['latest_at']:%m-%d}"
     link = a(run_anchor(row["latest_run"], up, drill), badge(str(row["latest_status"])))
     return f"{link} {row['latest_at']:%m-%d %H:%M}"
 
