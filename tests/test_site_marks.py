@@ -144,6 +144,8 @@ def test_home_page_shows_the_marks_and_fail_state(marked_site):
     assert 'data-state="fail"' in home
     for kind in ("flaky", "regressed", "drifting"):
         assert f'class="mark mark-{kind}"' in home
+    # 30 runs: every pass rate over the last 30 is a rate, not "— (n=…)"
+    assert "(n=" not in home and "<td>100%</td>" in home and "<td>73%</td>" in home
     # the red cell links to the drill's section on its run page
     assert re.search(r'href="generated/runs/chaos-drill-[\d-]+/#drill-api_kill"', home)
 

@@ -10,6 +10,7 @@ the terminal); this module only adds the badges around them.
 from __future__ import annotations
 
 import html
+import numbers
 import re
 from collections.abc import Iterator
 from datetime import timedelta
@@ -157,7 +158,8 @@ MIN_RATE_OUTCOMES = 5
 def rate_cell(value: object, n: object, window: int | None = None) -> str:
     """A pass rate; ``(n=12)`` beside it when it counts fewer runs than its ``window``
     (all time has none), and ``— (n=3)`` below the minimum."""
-    count = int(n) if isinstance(n, int | float) and not pd.isna(n) else 0
+    value = float(n) if isinstance(n, numbers.Real) else float("nan")  # numpy ints too
+    count = 0 if value != value else int(value)
     if count < MIN_RATE_OUTCOMES:
         return f'<span title="fewer than {MIN_RATE_OUTCOMES} outcomes">— (n={count})</span>'
     if window is None or count < window:

@@ -23,7 +23,7 @@ __all__ = ["MIN_WINDOW", "latency_chart", "metric_chart", "pass_rate_chart"]
 
 GREY = "#8a8a8a"
 _LINES = ["#3b82c4", "#2e9d4b", "#d93f3f", "#e08a1e", "#8e5cc4", "#1ea5a5", "#c45c8e"]
-W, H, LEFT, RIGHT, TOP, PLOT_H = 800, 300, 56, 16, 26, 190
+W, LEFT, RIGHT, TOP, PLOT_H = 800, 56, 16, 26, 190
 MIN_WINDOW = 10  # a rolling pass rate from fewer outcomes is not plotted
 
 
@@ -42,13 +42,14 @@ def _esc(text: object) -> str:
 
 
 def _svg(title: str, ylabel: str, series: list[Series], ylim: tuple[float, float] | None) -> str:
+    drawn = [s for s in series if len(s.x)]
+    H = TOP + PLOT_H + 40 + 14 * ((len(drawn) + 1) // 2)  # the legend's rows below the plot
     head = (
         '<?xml version="1.0" encoding="utf-8"?>\n'
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" width="{W}" '
         f'height="{H}" font-family="sans-serif" font-size="11" fill="{GREY}">\n'
         f'<text x="{LEFT}" y="14" fill="{GREY}">{_esc(title)}</text>\n'
     )
-    drawn = [s for s in series if len(s.x)]
     if not drawn:
         return (
             head
@@ -105,8 +106,8 @@ def _svg(title: str, ylabel: str, series: list[Series], ylim: tuple[float, float
             out.append("\n")
     legend_y = TOP + PLOT_H + 36
     for i, s in enumerate(drawn):  # the legend: its own rows under the plot
-        col, row = i % 4, i // 4
-        lx, ly = LEFT + col * 185, legend_y + row * 14
+        col, row = i % 2, i // 2
+        lx, ly = LEFT + col * 370, legend_y + row * 14
         dash = ' stroke-dasharray="5,3"' if s.dashed else ""
         out.append(
             f'<line x1="{lx}" x2="{lx + 18}" y1="{ly - 4}" y2="{ly - 4}" stroke="{s.colour}" '
