@@ -158,8 +158,8 @@ MIN_RATE_OUTCOMES = 5
 def rate_cell(value: object, n: object, window: int | None = None) -> str:
     """A pass rate; ``(n=12)`` beside it when it counts fewer runs than its ``window``
     (all time has none), and ``— (n=3)`` below the minimum."""
-    value = float(n) if isinstance(n, numbers.Real) else float("nan")  # numpy ints too
-    count = 0 if value != value else int(value)
+    runs = float(n) if isinstance(n, numbers.Real) else float("nan")  # numpy ints too
+    count = 0 if runs != runs else int(runs)
     if count < MIN_RATE_OUTCOMES:
         return f'<span title="fewer than {MIN_RATE_OUTCOMES} outcomes">— (n={count})</span>'
     if window is None or count < window:
