@@ -158,6 +158,7 @@ def test_a_run_page_puts_the_failing_drill_first_with_its_fail_line_and_containm
     assert 'href="drill_api_kill.log.html#L44">line 44: FAIL:' in html
     assert "containment: session, contained by session only" in html
     assert "containment: cgroup" in html
+    assert "not a PASS/FAIL line" not in html
     log = (marked_site["site"] / run_page_url(last) / "drill_api_kill.log.html").read_text()
     assert '<span id="L44" class="line verdict-line">' in log
 

@@ -59,7 +59,7 @@ log = logging.getLogger("flows.site")
 
 STATE = ".publish-state.json"
 # Bump when the run or log page layout changes: every cached page is rendered again.
-PAGE_VERSION = "run-page-3"
+PAGE_VERSION = "run-page-4"
 HANDWRITTEN_SKIP = {GENERATED, "index.md", "about.md", "stylesheets"}
 
 

@@ -81,6 +81,13 @@ _KEY_LINE = re.compile(
 )
 
 
+def is_verdict(line: str) -> bool:
+    """A PASS/FAIL line, bare or after the log's timestamp."""
+    text = line.strip()
+    after = text.split(" ", 1)[1] if " " in text else ""
+    return text.startswith(("PASS:", "FAIL:")) or after.startswith(("PASS:", "FAIL:"))
+
+
 def fail_line(lines: list[str]) -> tuple[int, str] | None:
     """The log's verdict line (its last PASS/FAIL line, else its last line) and its number."""
     last: tuple[int, str] | None = None
@@ -90,8 +97,7 @@ def fail_line(lines: list[str]) -> tuple[int, str] | None:
             continue
         if last is None:
             last = (i + 1, lines[i])
-        word = text.split(" ", 1)[1] if " " in text else text
-        if word.startswith(("PASS:", "FAIL:")):
+        if is_verdict(text):
             return i + 1, lines[i]
     return last
 
@@ -132,11 +138,9 @@ def _log_lines(name: str, lines: list[str], limit: int = 4) -> str:
     last_no = mark[0] if mark else numbered[-1][0]
     key = [(n, t) for n, t in numbered if n < last_no and _KEY_LINE.search(t)][-limit:]
     shown = key + [(last_no, lines[last_no - 1])]
-    text = lines[last_no - 1].strip()
-    verdict = text.split(" ", 1)[1] if " " in text else text
     note = (
         ""
-        if verdict.startswith(("PASS:", "FAIL:"))
+        if is_verdict(lines[last_no - 1])
         else (" The last line is not a PASS/FAIL line: the drill did not finish.")
     )
     width = len(str(last_no))
