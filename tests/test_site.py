@@ -253,3 +253,20 @@ def test_cli_publish_of_a_missing_root_is_a_usage_error(tmp_path):
     assert out.returncode == 2, out.stdout + out.stderr
     assert f"evidence root {tmp_path / 'typo'} is not a folder" in out.stderr
     assert not (tmp_path / "site").exists()
+
+
+def test_counts_agree_between_the_archive_the_months_and_the_run_pages(built):
+    """The archive index's run counts add up to the month pages' rows and the run pages."""
+    index = page(built, "generated/archive")
+    rows = re.findall(r'<a href="(\d{4}-\d{2})/">\1</a> \| (\d+) \|', index) or re.findall(
+        r'href="(\d{4}-\d{2})/">\1</a></td>\s*<td[^>]*>(\d+)</td>', index
+    )
+    assert rows, "the archive index lists its months with their run counts"
+    total = 0
+    for month, runs in rows:
+        month_page = page(built, f"generated/archive/{month}")
+        listed = set(re.findall(r'<span id="(chaos-drill-[\d-]+)">', month_page))
+        assert len(listed) == int(runs), month
+        total += int(runs)
+    assert total == len(built["runs"])
+    assert len(list((built["site"] / "generated" / "runs").glob("*/index.html"))) == total
