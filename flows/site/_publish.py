@@ -20,6 +20,7 @@ Nothing is written outside the site folder (or ``docs_dir`` when given).
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -58,6 +59,7 @@ from flows.trends.marks import STALE_HOURS, marks, regression_details
 log = logging.getLogger("flows.site")
 
 STATE = ".publish-state.json"
+REFERENCE_CACHE = ".reference-cache.json"
 # Bump when the run or log page layout changes: every cached page is rendered again.
 PAGE_VERSION = "run-page-4"
 HANDWRITTEN_SKIP = {GENERATED, "index.md", "about.md", "stylesheets"}
@@ -231,7 +233,43 @@ def _search_entries(s: Section) -> list[dict[str, str]]:
     return out
 
 
-def _stage_docs(docs: Path, sections: list[Section], extra: Path | None, now: pd.Timestamp) -> None:
+def _code_digest() -> str:
+    """A digest of the flows and supervisor sources: what the reference page is made of."""
+    h = hashlib.sha256()
+    for package in ("flows", "supervisor"):
+        spec = importlib.util.find_spec(package)
+        where = list(spec.submodule_search_locations or []) if spec else []
+        for base in where:
+            for path in sorted(Path(base).rglob("*.py")):
+                h.update(path.name.encode())
+                h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def _reference(cache: Path | None) -> str:
+    """The reference page, from ``cache`` while the code it documents is unchanged
+    (building it imports the supervisor and its web stack: a second per publish)."""
+    key = _code_digest()
+    if cache is not None:
+        try:
+            data = json.loads(cache.read_text(encoding="utf-8"))
+            if data.get("key") == key:
+                return str(data["text"])
+        except (OSError, ValueError, KeyError):
+            pass
+    text = reference_page()
+    if cache is not None:
+        cache.write_text(json.dumps({"key": key, "text": text}), encoding="utf-8")
+    return text
+
+
+def _stage_docs(
+    docs: Path,
+    sections: list[Section],
+    extra: Path | None,
+    now: pd.Timestamp,
+    cache: Path | None = None,
+) -> None:
     """The MkDocs sources: the packaged pages, the hand-written ones, the generated ones."""
     shutil.copytree(assets_dir() / "pages", docs, dirs_exist_ok=True)
     if extra is not None and extra.is_dir():
@@ -248,7 +286,7 @@ def _stage_docs(docs: Path, sections: list[Section], extra: Path | None, now: pd
     if (docs / "verify.md").is_file():  # a hand-written page: absent from an installed wheel
         home += "\n\n[Verify evidence](verify.md) says how to check a run yourself.\n"
     _write(gen / "home.md", home)
-    _write(gen / "reference.md", reference_page())
+    _write(gen / "reference.md", _reference(cache))
     for s in sections:
         _summary_pages(s, docs, now)
 
@@ -296,7 +334,7 @@ def publish_histories(
     with tempfile.TemporaryDirectory(prefix=".publish-", dir=site_dir) as tmp:
         stage = Path(docs_dir).parent if docs_dir is not None else Path(tmp)
         docs = Path(docs_dir) if docs_dir is not None else stage / "docs"
-        _stage_docs(docs, sections, extra, now)
+        _stage_docs(docs, sections, extra, now, site_dir / REFERENCE_CACHE)
         config = _build.write_config(stage, list(histories), site_status(sections, now)[0])
         built = Path(tmp) / "built"
         _build.run_mkdocs(config, built)
