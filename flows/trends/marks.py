@@ -117,30 +117,32 @@ def regression_details(drills: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame
     """Every regression (first non-pass after a pass), oldest first, with what changed and
     when it recovered: ``drill, last_pass_run, last_pass_at, first_fail_run, first_fail_at,
     status, summary, changed, recovered_run, recovered_at``."""
-    done = outcomes(drills)
+    done = outcomes(drills).reset_index(drop=True)
     context = _context(runs)
+    passed = done["passed"].to_numpy(dtype=bool)
+    same = done["drill"].eq(done["drill"].shift()).to_numpy(dtype=bool)
+    hits = np.flatnonzero(same & ~passed & np.roll(passed, 1))
+    # per row, the position of the first pass at or after it within its drill
+    at_pass = pd.Series(np.where(passed, np.arange(len(done)), np.nan))
+    next_pass = at_pass.groupby(done["drill"].to_numpy()).bfill().to_numpy()
+    run_ids, started = done["run_id"].to_numpy(), done["started_at"]
     rows = []
-    for drill, part in done.groupby("drill", sort=True):
-        passed = part["passed"].tolist()
-        recs = list(part.itertuples(index=False))
-        for i in range(1, len(recs)):
-            if not (passed[i - 1] and not passed[i]):
-                continue
-            back = next((j for j in range(i + 1, len(recs)) if passed[j]), None)
-            rows.append(
-                {
-                    "drill": drill,
-                    "last_pass_run": recs[i - 1].run_id,
-                    "last_pass_at": recs[i - 1].started_at,
-                    "first_fail_run": recs[i].run_id,
-                    "first_fail_at": recs[i].started_at,
-                    "status": recs[i].status,
-                    "summary": recs[i].summary,
-                    "changed": _changes(context, str(recs[i - 1].run_id), str(recs[i].run_id)),
-                    "recovered_run": recs[back].run_id if back is not None else None,
-                    "recovered_at": recs[back].started_at if back is not None else pd.NaT,
-                }
-            )
+    for i in (int(k) for k in hits):
+        back = next_pass[i]
+        rows.append(
+            {
+                "drill": done.at[i, "drill"],
+                "last_pass_run": run_ids[i - 1],
+                "last_pass_at": started.iat[i - 1],
+                "first_fail_run": run_ids[i],
+                "first_fail_at": started.iat[i],
+                "status": done.at[i, "status"],
+                "summary": done.at[i, "summary"],
+                "changed": _changes(context, str(run_ids[i - 1]), str(run_ids[i])),
+                "recovered_run": None if np.isnan(back) else run_ids[int(back)],
+                "recovered_at": pd.NaT if np.isnan(back) else started.iat[int(back)],
+            }
+        )
     columns = [
         "drill",
         "last_pass_run",
