@@ -79,17 +79,24 @@ def _not_passed(r: Any) -> str:
     return ", ".join(a(run_anchor(r.run_id, "../../", d), h(d)) for d in r.failed.split(",") if d)
 
 
+def _fewer(scope: str, than: str) -> bool:
+    mine, theirs = set(scope.split(",")) - {""}, set(than.split(",")) - {""}
+    return bool(mine) and mine < theirs
+
+
 def archive_month(
     month: str, runs: pd.DataFrame, found: pd.DataFrame, gen: str = "generated/"
 ) -> str:
     """Every night of one month as a plain page: its runs, verdicts and gaps."""
     nightly = runs.sort_values(["started_at", "run_id"])
     first_of_night = nightly.groupby("night")["run_id"].first().to_dict()
+    scope_of = dict(zip(runs["run_id"], runs["scope"], strict=True))
     lines = []
     for r in records(runs):
         label = a(run_href(r.run_id, "../../"), r.run_id)
         origin = first_of_night.get(r.night)
-        if origin and origin != r.run_id:  # a later run of the same night retried it
+        # a later run of the same night with fewer drills retried some of them
+        if origin and origin != r.run_id and _fewer(r.scope, scope_of.get(origin, "")):
             label += f" rerun of {a(run_href(origin, '../../'), origin)}"
         lines.append(
             (
