@@ -124,7 +124,7 @@ def drill_page(drill: str, s: Section, now: pd.Timestamp) -> str:
         "",
         "## Regressions",
         "",
-        regression_rows(regs, "../../") if not regs.empty else "None.",
+        regression_rows(regs, "../../", 10) if not regs.empty else "None.",
         "",
         "## Failure categories",
         "",

@@ -409,10 +409,10 @@ def _monthly_latency(kill: pd.DataFrame, restart: pd.DataFrame) -> list[str]:
     return [*out, ""]
 
 
-def regression_rows(regs: pd.DataFrame, up: str) -> str:
-    """The newest regressions (up to ``REGRESSIONS_SHOWN``) with what changed and recovery."""
+def regression_rows(regs: pd.DataFrame, up: str, shown: int = REGRESSIONS_SHOWN) -> str:
+    """The newest ``shown`` regressions with what changed and when they recovered."""
     rows = []
-    for r in records(regs.iloc[::-1].head(REGRESSIONS_SHOWN)):
+    for r in records(regs.iloc[::-1].head(shown)):
         back = (
             f"{r.recovered_at:%Y-%m-%d} {a(run_anchor(r.recovered_run, up, r.drill), r.recovered_run)}"
             if isinstance(r.recovered_run, str)
@@ -429,11 +429,7 @@ def regression_rows(regs: pd.DataFrame, up: str) -> str:
                 ]
             )
         )
-    note = (
-        f"<p>The newest {REGRESSIONS_SHOWN} of {len(regs)} regressions.</p>\n"
-        if len(regs) > REGRESSIONS_SHOWN
-        else ""
-    )
+    note = f"<p>The newest {shown} of {len(regs)} regressions.</p>\n" if len(regs) > shown else ""
     return note + html_table(
         ["Drill", "Last pass", "First failure", "What changed", "Recovered"], rows
     )
