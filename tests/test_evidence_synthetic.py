@@ -163,8 +163,8 @@ def test_the_site_labels_synthetic_runs_and_only_those(tmp_path):
     docs = tmp_path / "docs"
     publish(root, tmp_path / "site", build=False, docs_dir=docs)
     pages = docs / "generated" / "runs"
-    fake_page = (pages / fake.name / "index.md").read_text()
-    real_page = (pages / real.name / "index.md").read_text()
+    fake_page = (pages / fake.name / "index.html").read_text()
+    real_page = (pages / real.name / "index.html").read_text()
     assert re.search(r'<span class="badge badge-[a-z]+">SYNTHETIC</span>', fake_page)
     assert "Synthetic run: written by" in fake_page
     assert "SYNTHETIC" not in real_page and "ynthetic run" not in real_page

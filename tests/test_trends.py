@@ -289,10 +289,12 @@ def test_terminal_and_site_share_the_words_for_rates_ages_and_streaks():
     assert fmt.age(pd.Timedelta(hours=47)) == "47 h ago"
     assert fmt.age(pd.Timedelta(hours=49)) == "2 days ago"
     assert fmt.age(pd.NaT) == "never"
-    assert fmt.is_fresh(pd.Timedelta(hours=36)) and not fmt.is_fresh(pd.Timedelta(hours=37))
+    assert fmt.is_fresh(pd.Timedelta(hours=26)) and not fmt.is_fresh(pd.Timedelta(hours=27))
     assert fmt.streak(3.0, False) == "3 × not pass" and fmt.streak(float("nan"), True) == "—"
+    # a night is missed once the 26 h window from its start has passed
     now = pd.Timestamp("2026-03-02 01:30", tz="UTC")
-    assert fmt.last_night(now) == pd.Timestamp("2026-03-01", tz="UTC")
+    assert fmt.last_night(now) == pd.Timestamp("2026-02-28", tz="UTC")
+    assert fmt.last_night(now + pd.Timedelta(hours=1)) == pd.Timestamp("2026-03-01", tz="UTC")
     table = format_table(trends_table_of_one_stale_pass())
     assert table.loc["api_kill", "fresh"] == fmt.age(pd.Timedelta(hours=49))
     assert table.loc["api_kill", "pass all"] == "100%"

@@ -21,7 +21,6 @@ import dataclasses
 import os
 import shlex
 import sys
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -111,16 +110,8 @@ def build_site(artifacts_root: str, site_dir: str) -> str:
             "written, but no site was built. Rerun with publish=false (--no-publish), "
             "or install the evidence-site module"
         ) from exc
-    site = Path(site_dir)
-    checkout_site = getattr(sys.modules["flows.site"], "CHECKOUT_SITE", None)
-    if checkout_site is None:  # a site package that never writes into a checkout
-        return str(publish(Path(artifacts_root), site))
-    if site.resolve() == Path(checkout_site).resolve():
-        return str(publish(Path(artifacts_root), site))  # the checkout's docs/generated
-    # Elsewhere (tests, shared storage) the generated pages are scratch, so the
-    # repository's docs/ is never rewritten by a build it does not serve.
-    with tempfile.TemporaryDirectory(prefix="flows-nightly-docs-") as docs:
-        return str(publish(Path(artifacts_root), site, docs_dir=Path(docs)))
+    # publish writes only into site_dir (its MkDocs staging folder included).
+    return str(publish(Path(artifacts_root), Path(site_dir)))
 
 
 @task(name="publish-site", retries=0, cache_policy=NO_CACHE, persist_result=False)

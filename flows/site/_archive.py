@@ -1,7 +1,6 @@
-"""The archive: an index of months and one page per month listing its nights, runs and gaps.
-
-The month pages are searchable, which is how a run id is found: run pages opt
-out of the search index. A synthetic run (``"synthetic": true`` in its results,
+"""The archive: an index of months (a MkDocs page) and one plain page per month listing
+its nights, runs and gaps; "not passed" drill names link to their section on the run
+page, a rerun links to the run of the night it retried. A synthetic run (``"synthetic": true`` in its results,
 the ``synthetic`` column of the runs frame) carries a SYNTHETIC badge beside its
 verdict.
 """
@@ -20,9 +19,11 @@ from flows.site._html import (
     h,
     html_table,
     records,
+    run_anchor,
     run_href,
     tr,
 )
+from flows.site._shell import plain_page
 
 
 def _verdict(run: Any) -> str:
@@ -38,7 +39,7 @@ def archive_index(runs: pd.DataFrame, found: pd.DataFrame) -> str:
         "",
         "Every run by month, newest first. Each month lists its nights, runs and gaps.",
         "",
-        "| Month | Runs | Passed | Failed | Incomplete | Not verified | Gaps |",
+        "| Month | Runs | Passed | Failed | Incomplete | Not verified | Gaps (nights or drills) |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     placed = runs[runs["night"].notna()]
@@ -63,7 +64,7 @@ def archive_index(runs: pd.DataFrame, found: pd.DataFrame) -> str:
     for m, s in stats.sort_index(ascending=False).iterrows():
         broken = int(s["broken"])
         out.append(
-            f"| [{m}]({m}.md) | {int(s['runs'])} | {int(s['passed'])} "
+            f'| <a href="{m}/">{m}</a> | {int(s["runs"])} | {int(s["passed"])} '
             f"| {badge('fail', str(int(s['failed']))) if s['failed'] else 0} "
             f"| {int(s['incomplete'])} | {badge('broken', str(broken)) if broken else 0} "
             f"| {gaps_cell(int(s['gaps']))} |"
@@ -74,25 +75,44 @@ def archive_index(runs: pd.DataFrame, found: pd.DataFrame) -> str:
     return "\n".join(out)
 
 
-def archive_month(month: str, runs: pd.DataFrame, found: pd.DataFrame) -> str:
-    """Every night of one month: its runs, verdicts and gaps; search finds runs by id here."""
-    out = [f"# Runs in {month}", "", "[All months](index.md)", ""]
-    lines = [
-        (
-            r.started_at,
-            tr(
-                [
-                    f"{r.night:%Y-%m-%d}",
-                    a(run_href(r.run_id, "../../"), r.run_id),
-                    f"{r.started_at:%H:%M:%S}",
-                    _verdict(r),
-                    h(r.failed.replace(",", ", ")),
-                    evidence_badge(r.status, r.verified, r.problems),
-                ]
-            ),
+def _not_passed(r: Any) -> str:
+    return ", ".join(a(run_anchor(r.run_id, "../../", d), h(d)) for d in r.failed.split(",") if d)
+
+
+def _fewer(scope: str, than: str) -> bool:
+    mine, theirs = set(scope.split(",")) - {""}, set(than.split(",")) - {""}
+    return bool(mine) and mine < theirs
+
+
+def archive_month(
+    month: str, runs: pd.DataFrame, found: pd.DataFrame, gen: str = "generated/"
+) -> str:
+    """Every night of one month as a plain page: its runs, verdicts and gaps."""
+    nightly = runs.sort_values(["started_at", "run_id"])
+    first_of_night = nightly.groupby("night")["run_id"].first().to_dict()
+    scope_of = dict(zip(runs["run_id"], runs["scope"], strict=True))
+    lines = []
+    for r in records(runs):
+        label = a(run_href(r.run_id, "../../"), r.run_id)
+        origin = first_of_night.get(r.night)
+        # a later run of the same night with fewer drills retried some of them
+        if origin and origin != r.run_id and _fewer(r.scope, scope_of.get(origin, "")):
+            label += f" rerun of {a(run_href(origin, '../../'), origin)}"
+        lines.append(
+            (
+                r.started_at,
+                tr(
+                    [
+                        f'<span id="{h(r.run_id)}">{r.night:%Y-%m-%d}</span>',
+                        label,
+                        f"{r.started_at:%H:%M:%S}",
+                        _verdict(r),
+                        _not_passed(r),
+                        evidence_badge(r.status, r.verified, r.problems),
+                    ]
+                ),
+            )
         )
-        for r in records(runs)
-    ]
     for g in records(found):
         what = (
             badge("gap", "no run")
@@ -101,10 +121,9 @@ def archive_month(month: str, runs: pd.DataFrame, found: pd.DataFrame) -> str:
         )
         lines.append((g.night, tr([f"{g.night:%Y-%m-%d}", what, "", "", "", ""])))
     lines.sort(key=lambda x: x[0], reverse=True)
-    out.append(
-        html_table(
-            ["Night", "Run", "Started", "Verdict", "Not passed", "Evidence"],
-            [text for _, text in lines],
-        )
+    body = f"<p>{a('../', 'All months')} · times in UTC</p>\n" + html_table(
+        ["Night (UTC)", "Run", "Started (UTC)", "Verdict", "Not passed", "Evidence"],
+        [text for _, text in lines],
     )
-    return "\n".join(out)
+    up = "../" * (gen.count("/") + 2)
+    return plain_page(f"Runs in {month}", body, up, gen)

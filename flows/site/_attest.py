@@ -64,7 +64,8 @@ def attest_block(run_dir: Path) -> str:
     )
 
 
-def checkpoint_block(root: Path) -> list[str]:
+def checkpoint_block(root: Path, host: str = "") -> list[str]:
     """Markdown lines for the home page: the current checkpoint and how to use it."""
     lines = checkpoint_lines(Path(root))
-    return ["## Log checkpoint", "", *lines, ""] if lines else []
+    title = f"## Log checkpoint: {h(host)}" if host else "## Log checkpoint"
+    return [title, "", *lines, ""] if lines else []

@@ -5,24 +5,28 @@ What the drill checks and which metric it reports come from :mod:`flows.registry
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 
 from flows import registry
 from flows.evidence.layout import drill_log_name
+from flows.site._home import Section, categories_table, regression_rows
 from flows.site._html import (
     SEARCH_EXCLUDE,
     a,
-    age,
+    ago,
     badge,
     gaps_cell,
     h,
     html_table,
+    rate_cell,
     records,
+    run_anchor,
     run_href,
     streak,
     tr,
 )
-from flows.trends.formatting import rate
 
 
 def _intro(drill: str) -> str:
@@ -35,56 +39,57 @@ def _intro(drill: str) -> str:
     )
 
 
-def _figures(row: pd.Series) -> list[str]:
+HISTORY_ROWS = 60  # the newest executions on the page; the archive holds every run
+
+
+def _figures(row: Any, now: pd.Timestamp) -> list[str]:
+    n = int(row["outcomes"])
     return [
-        "| Latest | Pass 7 | Pass 30 | All time | Streak | Flips | Regressions "
-        "| Last verified pass | Gaps |",
-        "| --- | ---: | ---: | ---: | --- | ---: | ---: | --- | ---: |",
-        f"| {badge(row['latest_status'])} | {rate(row['pass_7'])} | {rate(row['pass_30'])} "
-        f"| {rate(row['pass_all'])} | {streak(row)} | {int(row['flips'])} "
-        f"| {int(row['regressions'])} | {age(row['freshness'])} "
-        f"| {gaps_cell(int(row['gaps']))} |",
+        "| Latest | Runs | Pass 7 | Pass 30 | All time | Streak |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
+        f"| {badge(row['latest_status'])} | {n} | {rate_cell(row['pass_7'], min(n, 7), 7)} "
+        f"| {rate_cell(row['pass_30'], min(n, 30), 30)} | {rate_cell(row['pass_all'], n, 0)} "
+        f"| {streak(row)} |",
+        "",
+        "| Flips | Regressions | Last verified pass | Missed nights |",
+        "| ---: | ---: | --- | ---: |",
+        f"| {int(row['flips'])} | {int(row['regressions'])} "
+        f"| {ago(row['last_verified_pass'], now)} | {gaps_cell(int(row['gaps']))} |",
     ]
 
 
-def _regressions(drill: str, regressions: pd.DataFrame) -> list[str]:
-    mine = regressions[regressions["drill"].eq(drill)]
-    if mine.empty:
-        return ["None.", ""]
-    rows = [
-        tr(
-            [
-                a(run_href(r.last_pass_run, "../../"), r.last_pass_run),
-                a(run_href(r.first_fail_run, "../../"), r.first_fail_run),
-                badge(r.status),
-            ]
-        )
-        for r in records(mine.iloc[::-1])
-    ]
-    return [html_table(["Last pass", "First non-pass", "Status"], rows)]
+def _marks(found: list[tuple[str, str]]) -> list[str]:
+    if not found:
+        return ["No marks: not flaky, regressed, drifting or stale.", ""]
+    return [f'- <span class="mark mark-{k}">{k}</span> {h(why)}' for k, why in found] + [""]
 
 
 def _history_rows(drill: str, rows: pd.DataFrame, found: pd.DataFrame) -> list[str]:
-    """Every execution, plus red rows for nights that have none of this drill, newest first."""
+    """The newest executions, plus red rows for nights that have none of this drill."""
+    rows = rows.tail(HISTORY_ROWS)
     lines = [
         (
             r.started_at,
             tr(
                 [
-                    f"{r.night:%Y-%m-%d}",
-                    a(run_href(r.run_id, "../../"), r.run_id),
+                    f"{r.started_at:%Y-%m-%d %H:%M}",
+                    a(run_anchor(r.run_id, "../../", drill), r.run_id),
                     badge(r.status),
                     "" if pd.isna(r.metric) else f"{r.metric:g}",
                     "" if r.status == "pass" else h(r.summary),
-                ]
+                ],
+                right=(3,),
             ),
         )
         for r in records(rows)
     ]
+    since = rows["night"].min() if len(rows) else None
     holes = found[
         (found["kind"].eq("missing_night") | found["drill"].eq(drill))
         & ~found["night"].isin(set(rows["night"]))
     ]
+    if since is not None:
+        holes = holes[holes["night"] >= since]
     for g in records(holes):
         what = (
             badge("gap", "no run")
@@ -96,36 +101,42 @@ def _history_rows(drill: str, rows: pd.DataFrame, found: pd.DataFrame) -> list[s
     return [text for _, text in lines]
 
 
-def drill_page(
-    drill: str,
-    row: pd.Series,
-    drills: pd.DataFrame,
-    found: pd.DataFrame,
-    regressions: pd.DataFrame,
-) -> str:
-    """One drill's figures, chart, regressions and every execution (search skips it)."""
+def drill_page(drill: str, s: Section, now: pd.Timestamp) -> str:
+    """One drill's figures, marks, chart, regressions, categories and newest executions."""
+    drills = s.history.drills
     rows = drills[drills["drill"].eq(drill)].sort_values(["started_at", "run_id"])
     metric = registry.KEY_METRICS.get(drill, "metric")
+    where = f" on {s.host}" if s.host else ""
+    regs = s.regressions[s.regressions["drill"].eq(drill)]
+    cats = s.categories[s.categories["drill"].eq(drill)]
+    shown = min(len(rows), HISTORY_ROWS)
     out = [
-        SEARCH_EXCLUDE + f"# Drill {drill}",
+        SEARCH_EXCLUDE + f"# Drill {drill}{where}",
         "",
         _intro(drill),
         "",
-        *_figures(row),
+        *_figures(s.table.loc[drill], now),
         "",
+        "## Marks",
+        "",
+        *_marks(s.marks.get(drill, [])),
         f"![{metric} per run](../charts/metric-{drill}.svg)",
         "",
         "## Regressions",
         "",
-        *_regressions(drill, regressions),
+        regression_rows(regs, "../../", 10) if not regs.empty else "None.",
+        "",
+        "## Failure categories",
+        "",
+        categories_table(cats),
         "## History",
         "",
-        f"{len(rows)} execution(s), newest first; the log's last line is shown when the "
-        "drill did not pass.",
+        f"The newest {shown} of {len(rows)} execution(s) (runs), newest first; every run is in "
+        "the [archive](../archive/index.md). The log's last line is shown when the drill did not pass.",
         "",
         html_table(
-            ["Night", "Run", "Status", metric, "Log's last line"],
-            _history_rows(drill, rows, found),
+            ["Started (UTC)", "Run", "Status", metric, "Log's last line"],
+            _history_rows(drill, rows, s.found),
             right=(3,),
         ),
     ]

@@ -1,57 +1,176 @@
-"""The site-wide summaries: the generated part of the home page and the trends page.
+"""The site-wide summaries: the generated part of the home page and each trends page.
 
-The home page (included by ``docs/index.md``) answers "is everything green?":
-the latest run, one row per drill, completeness, evidence integrity and the
-charts. The trends page adds flips, regressions and the monthly latencies.
+The home page (included by ``index.md``) answers "is everything green?" and
+says so in one word: ``<meta name="evidence-status">`` and the banner carry
+``pass``, ``fail``, ``stale`` or ``incomplete`` (:func:`site_status`), and the
+page's script turns a banner stale by itself when nobody republished. Below it,
+one row per drill (one column per host when there are several), each status
+cell linking to the drill's section on its run page, with the drill's marks.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 
 from flows.site._attest import checkpoint_block
 from flows.site._html import (
-    age,
+    a,
+    ago,
     badge,
     code,
     esc,
     evidence_badge,
     gap_lines,
-    gaps_cell,
+    h,
+    html_table,
     indent,
+    mark_badges,
+    rate_cell,
     records,
-    run_link,
-    streak,
+    run_anchor,
+    run_href,
+    tr,
     when,
 )
-from flows.site._paths import GENERATED
-from flows.trends.formatting import rate
+from flows.site._timeline import timeline_svg
 from flows.trends.history import History
+from flows.trends.maths import OUTCOMES
+
+STATES = ("stale", "fail", "incomplete", "pass")  # most urgent first
+TIMELINE_NIGHTS = 60  # on the home page
+TRENDS_NIGHTS = 366  # on a trends page; the archive has every night
+REGRESSIONS_SHOWN = 30  # newest first; the count says how many there are in all
 
 
-def _latest_run(history: History, now: pd.Timestamp, p: str) -> list[str]:
-    runs = history.runs
-    placed = runs[runs["started_at"].notna()].sort_values(["started_at", "run_id"])
-    if placed.empty:
-        return [
-            '!!! warning "No runs yet"',
-            f"    No run folders under {code(str(history.root))}. Run `make drill` or "
-            "`python -m flows run`, then `python -m flows publish`.",
+@dataclass(frozen=True)
+class Section:
+    """One host's part of the site (the only one, unnamed, for a plain root)."""
+
+    host: str
+    history: History
+    table: pd.DataFrame
+    found: pd.DataFrame
+    marks: dict[str, list[tuple[str, str]]]
+    regressions: pd.DataFrame
+    categories: pd.DataFrame
+    gen: str  # "generated/" or "generated/hosts/<host>/"
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return self.host or "this host"
+
+
+def _newest_outcomes(s: Section) -> pd.Series:
+    done = s.history.drills[s.history.drills["status"].isin(OUTCOMES)]
+    return done.groupby("drill")["started_at"].max().reindex(s.table.index)
+
+
+def section_status(s: Section, now: pd.Timestamp, hours: float) -> tuple[str, list[str]]:
+    """The state of one host and the reasons, most urgent state first."""
+    reasons: dict[str, list[str]] = {k: [] for k in STATES}
+    newest = _newest_outcomes(s)
+    where = f" on {s.host}" if s.host else ""
+    for drill, at in newest.items():
+        if pd.isna(at):
+            reasons["stale"].append(f"{drill} has no outcome{where}")
+        elif now - at > pd.Timedelta(hours=hours):
+            reasons["stale"].append(f"{drill}'s newest outcome{where} is from {when(at)}")
+    bad = s.table[s.table["latest_status"].isin(("fail", "error"))]
+    for drill, row in bad.iterrows():
+        reasons["fail"].append(f"{drill} {row['latest_status']}s{where} ({row['latest_run']})")
+    runs = s.history.runs[s.history.runs["started_at"].notna()]
+    if not runs.empty:
+        last = runs.sort_values(["started_at", "run_id"]).iloc[-1]
+        if last["status"] != "complete":
+            reasons["incomplete"].append(f"the newest run{where} {last['run_id']} is incomplete")
+        nightly, missing = lacking(s)
+        if missing:
+            reasons["incomplete"].append(
+                f"the newest night's run{where} {nightly} lacks {', '.join(sorted(missing))}"
+            )
+    else:
+        reasons["stale"].append(f"no run{where} yet")
+    state = next((k for k in STATES if reasons[k]), "pass")
+    return state, [r for k in STATES for r in reasons[k]]
+
+
+def lacking(s: Section) -> tuple[str, set[str]]:
+    """The newest night's first run (a later run that night is a rerun) and the drills
+    it has no entry for."""
+    runs = s.history.runs[s.history.runs["started_at"].notna()]
+    if runs.empty:
+        return "", set()
+    ordered = runs.sort_values(["started_at", "run_id"])
+    first = ordered[ordered["night"].eq(ordered["night"].iloc[-1])].iloc[0]
+    scope = set(str(first["scope"]).split(","))
+    return str(first["run_id"]), {str(d) for d in s.table.index if d not in scope}
+
+
+def site_status(
+    sections: list[Section], now: pd.Timestamp, hours: float = 26.0
+) -> tuple[str, list[str], pd.Timestamp | None]:
+    """The site's one word, every reason, and the oldest of the drills' newest outcomes."""
+    states, reasons = [], []
+    oldest: pd.Timestamp | None = None
+    for s in sections:
+        state, why = section_status(s, now, hours)
+        states.append(state)
+        reasons += why
+        newest = _newest_outcomes(s)
+        if newest.isna().any():
+            oldest = None if oldest is None and not states[:-1] else oldest
+            continue
+        low = newest.min()
+        oldest = low if oldest is None else min(oldest, low)
+    state = next((k for k in STATES if k in states), "pass")
+    return state, reasons, oldest
+
+
+def _banner(sections: list[Section], now: pd.Timestamp, hours: float) -> list[str]:
+    state, reasons, oldest = site_status(sections, now, hours)
+    why = "; ".join(reasons) if reasons else "every drill passed its latest run within the window"
+    stamp = "" if oldest is None else oldest.isoformat()
+    return [
+        f'<div id="evidence-status" class="evidence-status status-{state}" data-state="{state}" '
+        f'data-window-hours="{hours:g}" data-oldest-newest="{stamp}" '
+        f'data-published="{now.isoformat()}"><strong class="status-word">{state.upper()}</strong> '
+        f'<span class="status-why">{h(why)}.</span> <span class="status-when">Published '
+        f"{when(now)}; stale after {hours:g} h without an outcome.</span></div>",
+        "",
+    ]
+
+
+def _latest_runs(sections: list[Section], p: str) -> list[str]:
+    out = ["## Latest run", ""]
+    for s in sections:
+        runs = s.history.runs
+        placed = runs[runs["started_at"].notna()].sort_values(["started_at", "run_id"])
+        if placed.empty:
+            out += [
+                '!!! warning "No runs yet"',
+                f"    No run folders under {code(str(s.history.root))}. Run `make drill` or "
+                "`python -m flows run`, then `python -m flows publish`.",
+                "",
+            ]
+            continue
+        last = next(records(placed.tail(1)))
+        scope = len(last.scope.split(",")) if last.scope else 0
+        made_up = f" {badge('synthetic')}" if last.synthetic else ""
+        host = f"**{esc(s.host)}**: " if s.host else ""
+        out += [
+            f"{host}{badge(last.verdict or last.status)}{made_up} "
+            f"{evidence_badge(last.status, last.verified, last.problems)}"
+            f" {a(run_href(last.run_id, p + s.gen.removeprefix('generated/')), last.run_id)}, "
+            f"started {when(last.started_at)}, {scope} drill(s) in scope.",
             "",
         ]
-    last = next(records(placed.tail(1)))
-    scope = len(last.scope.split(",")) if last.scope else 0
-    made_up = f" {badge('synthetic')}" if last.synthetic else ""
-    return [
-        "## Latest run",
-        "",
-        f"{badge(last.verdict or last.status)}{made_up} "
-        f"{evidence_badge(last.status, last.verified, last.problems)}"
-        f" {run_link(last.run_id, p)}, started {when(last.started_at)}, "
-        f"{scope} drill(s) in scope. Published {when(now)}.",
-        "",
-        *_synthetic_note(runs),
-    ]
+    for s in sections:
+        out += _synthetic_note(s.history.runs)
+    return out
 
 
 def _synthetic_note(runs: pd.DataFrame) -> list[str]:
@@ -67,112 +186,209 @@ def _synthetic_note(runs: pd.DataFrame) -> list[str]:
     ]
 
 
-def _drill_rows(table: pd.DataFrame, p: str) -> list[str]:
-    out = [
-        "## Drills",
+def status_cell(s: Section, drill: str, up: str) -> str:
+    """The drill's latest status, linking to its section on that run's page, and its date."""
+    row = s.table.loc[drill]
+    if not isinstance(row["latest_run"], str):
+        return badge("missing")
+    nightly, missing = lacking(s)
+    if drill in missing:  # the newest night's run has no result for it: not a pass
+        gone = a(run_href(nightly, up), badge("missing", "NOT RUN"))
+        return f"{gone} last: {badge(str(row['latest_status']))} {row['latest_at']:%m-%d}"
+    link = a(run_anchor(row["latest_run"], up, drill), badge(str(row["latest_status"])))
+    return f"{link} {row['latest_at']:%m-%d %H:%M}"
+
+
+def _drill_table(sections: list[Section], now: pd.Timestamp, hours: float, p: str) -> list[str]:
+    names = list(sections[0].table.index)
+    for s in sections[1:]:
+        names += [d for d in s.table.index if d not in names]
+    if len(sections) == 1:
+        s = sections[0]
+        up = p + s.gen.removeprefix("generated/")
+        rows = []
+        for drill in names:
+            row = s.table.loc[drill]
+            rows.append(
+                tr(
+                    [
+                        a(f"{up}drills/{drill}/", drill),
+                        status_cell(s, drill, up),
+                        mark_badges(s.marks.get(drill, [])),
+                        ago(row["last_verified_pass"], now, hours),
+                        rate_cell(row["pass_30"], min(row["outcomes"], 30), 30),
+                        str(int(row["gaps"])),
+                    ]
+                )
+            )
+        head = [
+            "Drill",
+            "Latest (UTC)",
+            "Marks",
+            "Last verified pass",
+            "Pass rate, last 30 runs",
+            "Missed nights",
+        ]
+        return ["## Drills", "", html_table(head, rows), ""]
+    rows = []
+    for drill in names:
+        cells = [drill]
+        for s in sections:
+            up = p + s.gen.removeprefix("generated/")
+            if drill not in s.table.index:
+                cells.append(badge("missing"))
+                continue
+            cells.append(
+                f"{status_cell(s, drill, up)} {mark_badges(s.marks.get(drill, []))} "
+                f"{a(f'{up}drills/{drill}/', 'history')}"
+            )
+        rows.append(tr(cells))
+    head = ["Drill", *(f"{h(s.host)} (latest, UTC)" for s in sections)]
+    return ["## Drills per host", "", html_table(head, rows), ""]
+
+
+def _mark_list(sections: list[Section]) -> list[str]:
+    lines = []
+    for s in sections:
+        where = f" on {esc(s.host)}" if s.host else ""
+        for drill, found in s.marks.items():
+            for kind, why in found:
+                lines.append(
+                    f'- **{drill}**{where} <span class="mark mark-{kind}">{kind}</span> {esc(why)}'
+                )
+    if not lines:
+        return ["No drill is flaky, regressed, drifting or stale.", ""]
+    return [
+        "### Marks and their evidence",
         "",
-        "| Drill | Latest | Last verified pass | Pass 7 | Pass 30 | All time | Streak | Gaps |",
-        "| --- | --- | --- | ---: | ---: | ---: | --- | ---: |",
+        *lines,
+        "",
+        "See [About](about.md#marks) for how each is computed.",
+        "",
     ]
-    for drill, row in table.iterrows():
-        latest = badge(row["latest_status"])
-        if isinstance(row["latest_run"], str):
-            latest += f" {run_link(row['latest_run'], p)}"
-        out.append(
-            f"| [{drill}]({p}drills/{drill}.md) | {latest} | {age(row['freshness'])} "
-            f"| {rate(row['pass_7'])} | {rate(row['pass_30'])} | {rate(row['pass_all'])} "
-            f"| {streak(row)} | {gaps_cell(int(row['gaps']))} |"
-        )
-    return [*out, ""]
 
 
-def _completeness(found: pd.DataFrame, now: pd.Timestamp, p: str) -> list[str]:
+def _completeness(s: Section, now: pd.Timestamp, p: str) -> list[str]:
+    found = s.found
     recent = found[found["night"] >= now.normalize() - pd.Timedelta(days=30)]
-    out = ["## Completeness", ""]
+    where = f" on {s.host}" if s.host else ""
+    prefix = p + s.gen.removeprefix("generated/")
+    out = []
     if recent.empty:
         out += [
-            '!!! success "No gaps in the last 30 nights"',
+            f'!!! success "No gaps in the last 30 nights{where}"',
             "    Every night had a run with a result for every drill.",
             "",
         ]
     else:
-        out += [f'!!! danger "{len(recent)} gap(s) in the last 30 nights"', ""]
-        out += [*indent(gap_lines(recent, p)), ""]
-    return [
-        *out,
-        f"{len(found)} gap(s) in the whole history; see the [archive]({p}archive/index.md).",
-        "",
-    ]
+        out += [f'!!! danger "{len(recent)} gap(s) in the last 30 nights{where}"', ""]
+        out += [*indent(gap_lines(recent, prefix)), ""]
+    return out
 
 
-def _integrity(runs: pd.DataFrame, p: str) -> list[str]:
+def _integrity(s: Section, p: str) -> list[str]:
+    runs = s.history.runs
+    prefix = p + s.gen.removeprefix("generated/")
+    where = f" on {s.host}" if s.host else ""
     broken = runs[runs["problems"].ne("") & ~runs["verified"]]
     unfinished = runs[runs["status"].ne("complete") & runs["problems"].eq("")]
-    out = ["## Evidence integrity", ""]
+    out = []
     if broken.empty:
         out += [
-            '!!! success "Every sealed run verifies intact"',
+            f'!!! success "Every sealed run{where} verifies intact"',
             "    The manifests and the hash chain match the files on disk.",
             "",
         ]
     else:
-        out += [f'!!! danger "{len(broken)} run(s) fail verification"', ""]
+        out += [f'!!! danger "{len(broken)} run(s){where} fail verification"', ""]
         lines = [
-            f"- {run_link(r.run_id, p)}: {esc(r.problems.splitlines()[0])}"
+            f"- {a(run_href(r.run_id, prefix), r.run_id)}: {esc(r.problems.splitlines()[0])}"
             for r in records(broken.tail(20))
         ]
         out += [*indent(lines), ""]
     if not unfinished.empty:
-        out += [f'!!! warning "{len(unfinished)} incomplete run(s)"', ""]
-        lines = [f"- {run_link(r.run_id, p)}: {r.status}" for r in records(unfinished.tail(10))]
+        out += [f'!!! warning "{len(unfinished)} incomplete run(s){where}"', ""]
+        lines = [
+            f"- {a(run_href(r.run_id, prefix), r.run_id)}: {r.status}"
+            for r in records(unfinished.tail(10))
+        ]
         out += [*indent(lines), ""]
     return out
 
 
-def _charts(p: str, timeline: str, what: str) -> list[str]:
-    return [
-        "## Charts",
-        "",
-        f"![Pass/fail timeline of {what}]({p}charts/{timeline}.svg)",
-        "",
-        f"![Pass rate over the last 30 runs of each drill]({p}charts/pass-rate.svg)",
-        "",
-        f"![Kill latency p50 and p95 per month]({p}charts/kill-latency.svg)",
-        "",
-        f"![Restart delay p50 and p95 per month]({p}charts/restart-delay.svg)",
-        "",
-    ]
+def timeline(
+    s: Section, now: pd.Timestamp, docs: Path, name: str, nights: int, page_up: str
+) -> str:
+    """Write the timeline SVG of the last ``nights`` nights into the section's charts and
+    return the ``<object>`` that shows it; ``page_up`` leads from the page to ``generated/``."""
+    drills = s.history.drills
+    if drills.empty:
+        return "<p>No runs yet.</p>"
+    last = max(drills["night"].max(), (now - pd.Timedelta(hours=26)).normalize())
+    first = max(drills["night"].min(), last - pd.Timedelta(days=nights - 1))
+    svg = timeline_svg(drills, list(s.table.index), first, last, "../")
+    path = docs / s.gen / "charts" / f"{name}.svg"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(svg, encoding="utf-8")
+    src = f"{page_up}{s.gen.removeprefix('generated/')}charts/{name}.svg"
+    return (
+        f'<div class="timeline-wrap"><object type="image/svg+xml" data="{src}">'
+        f"Timeline of the last {nights} nights</object></div>"
+    )
 
 
-def home_page(history: History, table: pd.DataFrame, found: pd.DataFrame, now: pd.Timestamp) -> str:
-    """The generated part of the home page (included by docs/index.md, so links start at docs/)."""
-    p = f"{GENERATED}/"
+def home_page(sections: list[Section], now: pd.Timestamp, docs: Path, hours: float = 26.0) -> str:
+    """The generated part of the home page (included by index.md, so links start at the root)."""
+    p = "generated/"
     out = [
-        *_latest_run(history, now, p),
-        *_drill_rows(table, p),
-        *_completeness(found, now, p),
-        *_integrity(history.runs, p),
-        *checkpoint_block(history.root),
-        *_charts(p, "timeline-recent", "the last 60 runs"),
+        *_banner(sections, now, hours),
+        *_latest_runs(sections, p),
+        *_drill_table(sections, now, hours, p),
+        *_mark_list(sections),
+        "## Completeness",
+        "",
     ]
+    for s in sections:
+        out += _completeness(s, now, p)
+    out += ["## Evidence integrity", ""]
+    for s in sections:
+        out += _integrity(s, p)
+    for s in sections:
+        out += checkpoint_block(s.history.root, s.host)
+    out += ["## Timeline", ""]
+    for s in sections:
+        title = f"### {esc(s.host)}\n\n" if s.host else ""
+        out += [
+            f"{title}The last {TIMELINE_NIGHTS} nights; each cell opens the drill on its run "
+            f"page. [Trends]({s.gen}trends.md) has every night.",
+            "",
+            timeline(s, now, docs, "timeline-recent", TIMELINE_NIGHTS, "generated/"),
+            "",
+        ]
     return "\n".join(out)
 
 
-def _trends_rows(table: pd.DataFrame) -> list[str]:
-    out = [
-        "| Drill | Latest | Outcomes | Pass 7 | Pass 30 | All time | Streak | Flips | "
-        "Flip rate | Regressions | Last verified pass | Gaps |",
-        "| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- | ---: |",
-    ]
-    for drill, row in table.iterrows():
-        out.append(
-            f"| [{drill}](drills/{drill}.md) | {badge(row['latest_status'])} "
-            f"| {int(row['outcomes'])} | {rate(row['pass_7'])} | {rate(row['pass_30'])} "
-            f"| {rate(row['pass_all'])} | {streak(row)} | {int(row['flips'])} "
-            f"| {rate(row['flip_rate'])} | {int(row['regressions'])} "
-            f"| {age(row['freshness'])} | {gaps_cell(int(row['gaps']))} |"
+def _trends_rows(s: Section) -> list[str]:
+    rows = []
+    for drill, row in s.table.iterrows():
+        n = int(row["outcomes"])
+        rows.append(
+            tr(
+                [
+                    a(f"../drills/{drill}/", str(drill)),
+                    badge(row["latest_status"]),
+                    str(n),
+                    rate_cell(row["pass_7"], min(n, 7), 7),
+                    rate_cell(row["pass_30"], min(n, 30), 30),
+                    rate_cell(row["pass_all"], n, 0),
+                    str(int(row["flips"])),
+                    str(int(row["regressions"])),
+                    str(int(row["gaps"])),
+                ],
+                right=(2, 6, 7, 8),
+            )
         )
-    return out
+    return rows
 
 
 def _monthly_latency(kill: pd.DataFrame, restart: pd.DataFrame) -> list[str]:
@@ -180,60 +396,124 @@ def _monthly_latency(kill: pd.DataFrame, restart: pd.DataFrame) -> list[str]:
     both = pd.concat([kill, restart], ignore_index=True)
     if both.empty:
         return [*out, "No measurements yet.", ""]
-    wide = both.pivot_table(index="period", columns="drill", values=["p50", "p95"])
+    wide = both.pivot_table(index="period", columns="drill", values=["p50", "p95", "n"])
     wide = wide.sort_index(ascending=False).head(24)
     names = sorted(both["drill"].unique())
-    out.append("| Month | " + " | ".join(f"{d} p50 | {d} p95" for d in names) + " |")
-    out.append("| --- |" + " ---: | ---: |" * len(names))
+    out.append("| Month | " + " | ".join(f"{d} p50 / p95 (runs)" for d in names) + " |")
+    out.append("| --- |" + " ---: |" * len(names))
     for period, row in wide.iterrows():
         cells = []
         for d in names:
-            for q in ("p50", "p95"):
-                v = row.get((q, d))
-                cells.append("—" if v is None or pd.isna(v) else f"{v:.1f} ms")
+            p50, p95, n = row.get(("p50", d)), row.get(("p95", d)), row.get(("n", d))
+            cells.append(
+                "—" if p50 is None or pd.isna(p50) else f"{p50:.1f} / {p95:.1f} ms ({int(n or 0)})"
+            )
         out.append(f"| {period:%Y-%m} | " + " | ".join(cells) + " |")
     return [*out, ""]
 
 
-def _regression_rows(regressions: pd.DataFrame) -> list[str]:
-    out = ["## Regressions", ""]
-    if regressions.empty:
-        return [*out, "None: no drill has gone from passing to not passing.", ""]
-    out += ["| Drill | Last pass | First non-pass | Status |", "| --- | --- | --- | --- |"]
-    for r in records(regressions.iloc[::-1]):
-        out.append(
-            f"| [{r.drill}](drills/{r.drill}.md) | {run_link(r.last_pass_run, '')} "
-            f"| {run_link(r.first_fail_run, '')} | {badge(r.status)} |"
+def regression_rows(regs: pd.DataFrame, up: str, shown: int = REGRESSIONS_SHOWN) -> str:
+    """The newest ``shown`` regressions with what changed and when they recovered."""
+    rows = []
+    for r in records(regs.iloc[::-1].head(shown)):
+        back = (
+            f"{r.recovered_at:%Y-%m-%d} {a(run_anchor(r.recovered_run, up, r.drill), r.recovered_run)}"
+            if isinstance(r.recovered_run, str)
+            else badge("fail", "not yet")
         )
-    return [*out, ""]
+        rows.append(
+            tr(
+                [
+                    a(f"{up}drills/{r.drill}/", r.drill),
+                    f"{r.last_pass_at:%Y-%m-%d} {a(run_anchor(r.last_pass_run, up, r.drill), r.last_pass_run)}",
+                    f"{r.first_fail_at:%Y-%m-%d} {a(run_anchor(r.first_fail_run, up, r.drill), r.first_fail_run)} {badge(r.status)}",
+                    h(r.changed),
+                    back,
+                ]
+            )
+        )
+    note = f"<p>The newest {shown} of {len(regs)} regressions.</p>\n" if len(regs) > shown else ""
+    return note + html_table(
+        ["Drill", "Last pass", "First failure", "What changed", "Recovered"], rows
+    )
+
+
+def categories_table(cats: pd.DataFrame) -> str:
+    """Per category: how many failed runs, and how many of them per drill."""
+    if cats.empty:
+        return "<p>No failures to categorise.</p>\n"
+    counts = cats.groupby(["category", "drill"]).size()
+    rows = []
+    for cat, part in counts.groupby(level=0, sort=False):
+        ranked = part.sort_values(ascending=False)
+        drills = ranked.index.get_level_values("drill")
+        per = ", ".join(f"{d} {int(n)}" for d, n in zip(drills, ranked, strict=True))
+        rows.append(tr([h(cat), str(int(part.sum())), h(per)], right=(1,)))
+    return html_table(["Category", "Failed runs", "Per drill"], rows, right=(1,))
 
 
 def trends_page(
-    table: pd.DataFrame,
-    regressions: pd.DataFrame,
-    kill: pd.DataFrame,
-    restart: pd.DataFrame,
-    found: pd.DataFrame,
+    s: Section, kill: pd.DataFrame, restart: pd.DataFrame, now: pd.Timestamp, docs: Path
 ) -> str:
-    """The trends page: every figure per drill, charts, monthly latencies, regressions, gaps."""
+    """The trends page of one section: figures per drill, timeline, latencies, regressions."""
+    where = f" on {s.host}" if s.host else ""
     out = [
-        "# Trends",
+        f"# Trends{where}",
         "",
-        "Pass rates count finished outcomes (pass, fail, error) newest first; a *flip* is a "
-        "change between passing and not passing; a *regression* is the first non-passing "
-        "outcome after a pass; freshness is the time since the newest pass in a run that "
-        "verified intact.",
+        "Pass rates count finished outcomes (pass, fail, error), newest first, with the number "
+        "of runs counted; a rate from fewer than 5 is not shown. A *flip* is a change "
+        "between passing and not passing; a *regression* is the first non-passing outcome after a "
+        "pass. *Missed nights* count nights (UTC) without a run or without this drill's result.",
         "",
-        *_trends_rows(table),
+        html_table(
+            [
+                "Drill",
+                "Latest",
+                "Runs",
+                "Pass 7",
+                "Pass 30",
+                "All time",
+                "Flips",
+                "Regressions",
+                "Missed nights",
+            ],
+            _trends_rows(s),
+            right=(2, 6, 7, 8),
+        ),
+        "## Timeline",
         "",
-        *_charts("", "timeline", "every run"),
+        f"The last {TRENDS_NIGHTS} nights; each cell opens the drill on its run page.",
+        "",
+        timeline(s, now, docs, "timeline", TRENDS_NIGHTS, "../" * (s.gen.count("/"))),
+        "",
+        "## Pass rate",
+        "",
+        "![Pass rate over the last 30 outcomes of each drill, from 10 outcomes on](charts/pass-rate.svg)",
+        "",
+        "![Kill latency p50 and p95 per month](charts/kill-latency.svg)",
+        "",
+        "![Restart delay p50 and p95 per month](charts/restart-delay.svg)",
+        "",
         *_monthly_latency(kill, restart),
-        *_regression_rows(regressions),
+        "## Regressions",
+        "",
+    ]
+    if s.regressions.empty:
+        out += ["None: no drill has gone from passing to not passing.", ""]
+    else:
+        out += [regression_rows(s.regressions, "../"), ""]
+    out += [
+        "## Failure categories",
+        "",
+        "FAIL lines grouped by the rules in `flows/site/categories.toml` (first match wins); "
+        "counts are runs.",
+        "",
+        categories_table(s.categories),
         "## Gaps",
         "",
-        f"{len(found)} gap(s); newest first:",
+        f"{len(s.found)} gap(s); newest first:",
         "",
-        *gap_lines(found.tail(200), ""),
+        *gap_lines(s.found.tail(200), "../"),
         "",
     ]
     return "\n".join(out)

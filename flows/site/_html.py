@@ -10,6 +10,7 @@ the terminal); this module only adds the badges around them.
 from __future__ import annotations
 
 import html
+import numbers
 import re
 from collections.abc import Iterator
 from datetime import timedelta
@@ -32,7 +33,7 @@ _BADGES = {
     "synthetic",
 }
 # Front matter that keeps a page out of the search index (drill and run pages).
-SEARCH_EXCLUDE = "---\nsearch:\n  exclude: true\n---\n\n"
+SEARCH_EXCLUDE = "---\nsearch:\n  exclude: true\n---\n\n"  # drill pages
 _MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]|#"})
 
 
@@ -74,7 +75,9 @@ def gaps_cell(n: int) -> str:
 
 
 def run_link(run_id: str, prefix: str) -> str:
-    return f"[{run_id}]({prefix}runs/{run_id}/index.md)"
+    """A raw-HTML link to a run page (plain HTML, not a MkDocs page): ``prefix`` leads
+    from the page's URL to the folder that holds ``runs/``."""
+    return f'<a href="{prefix}runs/{run_id}/">{run_id}</a>'
 
 
 def evidence_badge(status: str, verified: bool, problems: str) -> str:
@@ -146,3 +149,44 @@ def tr(cells: list[str], right: tuple[int, ...] = ()) -> str:
 # Page URLs as the built site has them (use_directory_urls), for raw-HTML links.
 def run_href(run_id: str, up: str) -> str:
     return f"{up}runs/{run_id}/"
+
+
+# A rate from fewer outcomes than this is not shown as a rate (2 runs are not "50 %").
+MIN_RATE_OUTCOMES = 5
+
+
+def rate_cell(value: object, n: object, window: int | None = None) -> str:
+    """A pass rate; ``(n=12)`` beside it when it counts fewer runs than its ``window``
+    (all time has none), and ``— (n=3)`` below the minimum."""
+    runs = float(n) if isinstance(n, numbers.Real) else float("nan")  # numpy ints too
+    count = 0 if runs != runs else int(runs)
+    if count < MIN_RATE_OUTCOMES:
+        return f'<span title="fewer than {MIN_RATE_OUTCOMES} outcomes">— (n={count})</span>'
+    if window is None or count < window:
+        return f"{fmt.rate(value)} (n={count})"
+    return fmt.rate(value)
+
+
+def ago(ts: Any, now: pd.Timestamp, fresh_hours: float | None = None) -> str:
+    """An age badge the home page's script keeps current (``data-at``), from ``ts``."""
+    if ts is None or pd.isna(ts):
+        return badge("missing", "never")
+    delta = now - ts
+    fresh = fresh_hours is None or delta <= pd.Timedelta(hours=fresh_hours)
+    limit = "" if fresh_hours is None else f' data-fresh-hours="{fresh_hours:g}"'
+    return (
+        f'<span class="badge badge-{"pass" if fresh else "fail"}" data-at="{ts.isoformat()}"'
+        f'{limit} title="{ts:%Y-%m-%d %H:%M} UTC">{h(fmt.age(delta))}</span>'
+    )
+
+
+def mark_badges(found: list[tuple[str, str]]) -> str:
+    """The marks of a drill as small badges whose title carries their evidence."""
+    return " ".join(
+        f'<span class="mark mark-{kind}" title="{h(why)}">{kind}</span>' for kind, why in found
+    )
+
+
+def run_anchor(run_id: str, up: str, drill: str) -> str:
+    """The URL of one drill's section on a run page."""
+    return f"{up}runs/{run_id}/#drill-{drill}"

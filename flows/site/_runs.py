@@ -18,7 +18,8 @@ import pandas as pd
 
 from flows.registry import DRILL_IDS, key_metric
 from flows.site._attest import attest_block
-from flows.site._html import SEARCH_EXCLUDE, a, badge, evidence_badge, h, metric_text, when
+from flows.site._html import a, badge, evidence_badge, h, metric_text, when
+from flows.site._shell import plain_page
 
 log = logging.getLogger("flows.site")
 
@@ -39,7 +40,7 @@ def copy_run(folder: Path, dest: Path) -> tuple[set[str], dict[str, bytes]]:
     falls back to a copy.
     """
     dest.mkdir(parents=True, exist_ok=True)
-    before = set(os.listdir(dest))
+    before = {n for n in os.listdir(dest) if n != "index.html" and not n.endswith(".log.html")}
     copied: set[str] = set()
     texts: dict[str, bytes] = {}
     try:
@@ -48,8 +49,6 @@ def copy_run(folder: Path, dest: Path) -> tuple[set[str], dict[str, bytes]]:
         log.warning("site.run_unlistable run=%s reason=%s", folder.name, exc)
         return copied, texts
     for entry in entries:
-        if entry.name == "index.md":
-            continue
         target = dest / entry.name
         try:
             if entry.name not in before or not os.path.samefile(entry.path, target):
@@ -62,7 +61,7 @@ def copy_run(folder: Path, dest: Path) -> tuple[set[str], dict[str, bytes]]:
             log.warning("site.file_unreadable path=%s reason=%s", entry.path, exc)
             continue
         copied.add(entry.name)
-    for gone in before - copied - {"index.md"}:
+    for gone in before - copied:
         os.unlink(dest / gone)
     return copied, texts
 
@@ -83,29 +82,72 @@ _KEY_LINE = re.compile(
 )
 
 
-def _log_lines(name: str, lines: list[str], limit: int = 4) -> str:
-    """Key lines and the final PASS/FAIL line of a log, numbered, under a link to the file.
+def is_verdict(line: str) -> bool:
+    """A PASS/FAIL line, bare or after the log's timestamp."""
+    text = line.strip()
+    after = text.split(" ", 1)[1] if " " in text else ""
+    return text.startswith(("PASS:", "FAIL:")) or after.startswith(("PASS:", "FAIL:"))
 
-    One ``<pre>`` per drill: thousands of run pages with an element per line did
-    not fit the build-time budget.
+
+def fail_line(lines: list[str]) -> tuple[int, str] | None:
+    """The log's verdict line (its last PASS/FAIL line, else its last line) and its number."""
+    last: tuple[int, str] | None = None
+    for i in range(len(lines) - 1, -1, -1):
+        text = lines[i].strip()
+        if not text:
+            continue
+        if last is None:
+            last = (i + 1, lines[i])
+        if is_verdict(text):
+            return i + 1, lines[i]
+    return last
+
+
+def log_page_name(name: str) -> str:
+    """The readable page of a raw log: ``drill_x.log`` → ``drill_x.log.html``."""
+    return f"{name}.html"
+
+
+def log_page(run_id: str, name: str, lines: list[str], up: str, gen: str) -> str:
+    """A log as a page, one anchor per line (``#L42``): browsers show it, never download it.
+
+    ``python -m http.server`` serves ``.log`` as application/octet-stream; this
+    page is what every link to a log opens, the raw file is linked beside it.
     """
+    mark = fail_line(lines)
+    width = len(str(len(lines)))
+    rows = "\n".join(
+        f'<span id="L{i}" class="line{" verdict-line" if mark and mark[0] == i else ""}">'
+        f'<a href="#L{i}">{i:>{width}}</a>  {h(text)}</span>'
+        for i, text in enumerate(lines, start=1)
+    )
+    body = (
+        f"<p>{a('./', '← run ' + h(run_id))} · raw file {a(quote(name), h(name))} "
+        f'({len(lines)} lines)</p>\n<pre class="log"><code>{rows}</code></pre>'
+    )
+    return plain_page(f"{run_id} / {name}", body, up, gen)
+
+
+def _log_lines(name: str, lines: list[str], limit: int = 4) -> str:
+    """Key lines and the final PASS/FAIL line of a log, numbered, each linking to its line."""
     numbered = [(i + 1, line) for i, line in enumerate(lines) if line.strip()]
-    link = a(quote(name), h(name))
+    page = quote(log_page_name(name))
+    link = f"{a(page, h(name))} (raw {a(quote(name), 'file')})"
     if not numbered:
         return f"<p>{link} is empty.</p>\n"
-    last_no, last = numbered[-1]
-    key = [(n, t) for n, t in numbered[:-1] if _KEY_LINE.search(t)][-limit:]
-    shown = key + [(last_no, last)]
-    verdict = last.split(" ", 1)[1] if " " in last else last
+    mark = fail_line(lines)
+    last_no = mark[0] if mark else numbered[-1][0]
+    key = [(n, t) for n, t in numbered if n < last_no and _KEY_LINE.search(t)][-limit:]
+    shown = key + [(last_no, lines[last_no - 1])]
     note = (
         ""
-        if verdict.startswith(("PASS:", "FAIL:"))
+        if is_verdict(lines[last_no - 1])
         else (" The last line is not a PASS/FAIL line: the drill did not finish.")
     )
     width = len(str(last_no))
-    body = "\n".join(f"{n:>{width}}  {h(t)}" for n, t in shown)
+    body = "\n".join(f'<a href="{page}#L{n}">{n:>{width}}</a>  {h(t)}' for n, t in shown)
     return (
-        f"<p>Evidence from {link} ({len(lines)} lines), lines "
+        f"<p>Evidence from {link}, {len(lines)} lines; lines "
         f"{', '.join(str(n) for n, _ in shown)}:{note}</p>\n<pre><code>{body}</code></pre>\n"
     )
 
@@ -148,6 +190,8 @@ def _facts(run: Any, results: dict[str, Any], scope: list[str]) -> str:
         ),
         ("Versions", h(", ".join(f"{k} {v}" for k, v in versions.items()) or "—")),
         ("Git commit", f"<code>{h(results.get('git_commit') or '—')}</code>"),
+        ("Config", f"<code>{h(results.get('config') or 'default')}</code>"),
+        ("Program", f"<code>{h(results.get('program') or 'not recorded')}</code>"),
     ]
     return "<p>" + "<br>\n".join(f"<strong>{k}:</strong> {v}" for k, v in facts) + "</p>"
 
@@ -161,26 +205,53 @@ def _nav(run: Any, neighbours: tuple[str | None, str | None]) -> str:
         nav.append(f"next run {a(f'../{nxt}/', nxt)} →")
     if not pd.isna(run.started_at):
         month = f"{run.started_at:%Y-%m}"
-        nav.append(a(f"../../archive/{month}/", f"all runs of {month}"))
+        nav.append(a(f"../../archive/{month}/#{run.run_id}", f"the night in the archive ({month})"))
     return f"<p>{' · '.join(nav)}</p>"
 
 
+_ORDER = {"fail": 0, "error": 1, "incomplete": 2, "pass": 3}
+SESSION_NOTE = (
+    "contained by session only (no cgroup): a process that leaves the session "
+    "(setsid) is not tracked, so this drill's no-orphan claim is weaker"
+)
+
+
+def _containment(d: dict[str, Any]) -> str:
+    kind = d.get("containment")
+    if kind == "session":
+        return f'<span class="weak-claim">containment: session, {SESSION_NOTE}</span>'
+    if kind:
+        return f"containment: {h(kind)}"
+    return "containment: not recorded (a run from before it was)"
+
+
 def _drill_results(entries: list[dict[str, Any]], logs: dict[str, list[str]]) -> list[str]:
+    """One section per drill, failing ones first, each with its FAIL line beside the verdict."""
     out = []
-    for d in entries:
+    ordered = sorted(entries, key=lambda d: _ORDER.get(str(d.get("status")), 1))
+    for d in ordered:
         did, name = str(d.get("id")), str(d.get("log") or "")
+        status = str(d.get("status"))
         dur = d.get("duration_s")
         metric = metric_text(did, key_metric(did, d.get("metrics")))
+        beside = ""
+        mark = fail_line(logs[name]) if name in logs else None
+        if status != "pass" and mark:
+            href = f"{quote(log_page_name(name))}#L{mark[0]}"
+            beside = f' <a class="fail-line" href="{href}">line {mark[0]}: {h(mark[1].strip())}</a>'
+        elif status != "pass":
+            beside = f' <span class="fail-line">{h(d.get("summary", ""))}</span>'
         out.append(
-            f'<h3 id="drill-{h(did)}">{badge(str(d.get("status")))} '
-            f"{a(f'../../drills/{quote(did)}/', h(did))}</h3>"
+            f'<section id="drill-{h(did)}" class="drill-result drill-{h(status)}">'
+            f"<h3>{badge(status)} {a(f'../../drills/{quote(did)}/', h(did))}{beside}</h3>"
         )
         out.append(
             f"<p>{h(d.get('summary', ''))}<br>\n"
             f"{f'{dur:.2f} s' if isinstance(dur, int | float) else 'no duration'} · "
-            f"{h(metric)}</p>"
+            f"{h(metric)} · {_containment(d)}</p>"
         )
         out.append(_log_lines(name, logs[name]) if name in logs else "<p>No log was written.</p>")
+        out.append("</section>")
     return out
 
 
@@ -258,26 +329,21 @@ def run_page(
     root: Path,
     neighbours: tuple[str | None, str | None],
     known: set[str],
+    up: str = "../../../",
+    gen: str = "generated/",
 ) -> str:
-    """The evidence page of one run, in the order of the evidence document.
-
-    Below the title the page is one raw-HTML block with final URLs and few
-    elements: MkDocs passes it through without the Markdown inline and TOC work
-    that dominated the build at thousands of runs. Search skips run pages (the
-    archive months carry their ids); their index would be megabytes for every
-    visitor. A synthetic run carries a SYNTHETIC badge beside its verdict.
-    """
+    """The evidence page of one run (a whole HTML page), in the order of the evidence
+    document; failing drills first, each at ``#drill-<id>``. The run id is its title,
+    and publish adds the page to the search index. A synthetic run carries a
+    SYNTHETIC badge beside its verdict."""
     results = results or {}
     entries = [d for d in results.get("drills") or [] if isinstance(d, dict)]
     scope = [str(d.get("id")) for d in entries]
     badges = f"{badge(run.verdict or run.status)} {evidence_badge(run.status, run.verified, run.problems)}"
     if is_synthetic(results):
         badges += f" {badge('synthetic')}</p>\n<p>{SYNTHETIC_NOTE}"
-    return "\n".join(
+    body = "\n".join(
         [
-            SEARCH_EXCLUDE + f"# {run.run_id}",
-            "",
-            '<div class="run-page">',
             f"<p>{badges}</p>",
             _facts(run, results, scope),
             _nav(run, neighbours),
@@ -293,8 +359,7 @@ def run_page(
             '<h2 id="verify-it-yourself">Verify it yourself</h2>',
             f"<pre><code>python -m flows verify {h(run.path)}\n"
             f"python -m flows verify {h(root)}   # every run and the hash chain</code></pre>",
-            f"<p>See {a('../../../verify/', 'how to verify evidence')}.</p>",
-            "</div>",
-            "",
+            f"<p>See {a(f'{up}verify/', 'how to verify evidence')}.</p>",
         ]
     )
+    return plain_page(str(run.run_id), body, up, gen)

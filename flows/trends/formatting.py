@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 __all__ = ["FRESH_HOURS", "NONE", "age", "is_fresh", "last_night", "metric", "rate", "streak"]
 
 NONE = "—"
-FRESH_HOURS = 36  # a nightly drill whose last verified pass is older missed a night
+FRESH_HOURS = 26  # the schedule's window: a nightly drill passed longer ago missed a night
 
 
 def _number(x: object) -> float | None:
@@ -54,7 +54,7 @@ def age(delta: object) -> str:
 
 
 def is_fresh(delta: object) -> bool:
-    """Whether a last verified pass this long ago still counts as current (≤ 36 h)."""
+    """Whether a last verified pass this long ago still counts as current (≤ 26 h)."""
     hours = _hours(delta)
     return hours is not None and hours <= FRESH_HOURS
 
@@ -75,6 +75,7 @@ def metric(drill_id: str, value: object, sep: str = " ") -> str:
     return f"{KEY_METRICS.get(drill_id, 'metric')}{sep}{number:g}"
 
 
-def last_night(now: pd.Timestamp) -> pd.Timestamp:
-    """The newest night that should have a run: yesterday (tonight's may not have started)."""
-    return (now - timedelta(days=1)).normalize()
+def last_night(now: pd.Timestamp, hours: float = 26.0) -> pd.Timestamp:
+    """The newest night that should have a run: a night (UTC midnight) counts as missed
+    once ``hours`` (the schedule's window) have passed since it began."""
+    return (now - timedelta(hours=hours)).normalize()

@@ -54,6 +54,11 @@ _RUN_COLUMNS = {
     "scope": "str",
     "failed": "str",
     "synthetic": "bool",
+    "host": "str",
+    "git_commit": "str",
+    "versions": "str",
+    "config": "str",
+    "program": "str",
 }
 _DRILL_COLUMNS = {
     "run_id": "str",
@@ -66,6 +71,7 @@ _DRILL_COLUMNS = {
     "log": "str",
     "metric": "float64",
     "verified": "bool",
+    "containment": "str",
 }
 
 
@@ -134,7 +140,14 @@ def _drill_row(
         "log": str(entry.get("log") or ""),
         "metric": float("nan") if value is None else value,
         "verified": verified,
+        # issue 10: "cgroup" | "session"; empty on runs written before it existed
+        "containment": str(entry.get("containment") or ""),
     }
+
+
+def _dict(value: object) -> dict[str, Any]:
+    """``value`` when it is a JSON object, else empty: a damaged results.json still loads."""
+    return value if isinstance(value, dict) else {}
 
 
 def _read_run(
@@ -172,6 +185,13 @@ def _read_run(
             str(e.get("id")) for e in entries if e.get("status") in ("fail", "error")
         ),
         "synthetic": results.get("synthetic") is True,
+        "host": str(_dict(results.get("host")).get("hostname") or ""),
+        "git_commit": str(results.get("git_commit") or ""),
+        "versions": ", ".join(
+            f"{k} {v}" for k, v in sorted(_dict(results.get("versions")).items())
+        ),
+        "config": str(results.get("config") or ""),
+        "program": str(results.get("program") or ""),
     }
     return run_row, [_drill_row(run_id, started, verified, e) for e in entries]
 
@@ -206,11 +226,14 @@ def _frame(rows: list[dict[str, Any]], columns: dict[str, str]) -> pd.DataFrame:
     return frame.astype(columns)
 
 
-def trends_table(history: History, now: pd.Timestamp | None = None) -> pd.DataFrame:
-    """The per-drill trends table, ready to print or render."""
+def trends_table(
+    history: History, now: pd.Timestamp | None = None, hours: float = 26.0
+) -> pd.DataFrame:
+    """The per-drill trends table, ready to print or render; ``hours`` is the schedule's
+    window (a night is missed once it has passed)."""
     now = now_utc() if now is None else now
     runs = history.runs[history.runs["night"].notna()]
-    return trends.drill_summary(runs, history.drills, now, until=fmt.last_night(now))
+    return trends.drill_summary(runs, history.drills, now, until=fmt.last_night(now, hours))
 
 
 def format_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -277,3 +300,21 @@ def cmd_trends(args: Any) -> int:
     for line in history.problems:
         print(f"  {line}")
     return 1 if broken_runs(history) or history.problems else 0
+
+
+HOSTS_DIR = "hosts"
+
+
+def host_roots(root: Path) -> dict[str, Path]:
+    """The artifacts roots to publish, by host name.
+
+    A root that holds ``hosts/<hostname>/`` folders (several hosts writing to
+    one store) gives one root per host, each a normal artifacts root; any other
+    root is one host with no name (``""``), exactly as before hosts existed.
+    """
+    hosts = Path(root) / HOSTS_DIR
+    if hosts.is_dir():
+        found = {p.name: p for p in sorted(hosts.iterdir()) if p.is_dir()}
+        if found:
+            return found
+    return {"": Path(root)}

@@ -203,7 +203,8 @@ def gaps(
 
 
 def pass_rate_over_time(drills: pd.DataFrame, window: int = 30) -> pd.DataFrame:
-    """Per drill and outcome, the pass rate over the ``window`` outcomes ending there."""
+    """Per drill and outcome, the pass rate over the ``window`` outcomes ending there, and
+    ``outcomes``, how many that window holds (fewer at the start of a history)."""
     done = outcomes(drills)
     rate = (
         done.groupby("drill")["passed"]
@@ -211,7 +212,8 @@ def pass_rate_over_time(drills: pd.DataFrame, window: int = 30) -> pd.DataFrame:
         .mean()
         .reset_index(level=0, drop=True)
     )
-    return done[["drill", "run_id", "started_at"]].assign(pass_rate=rate)
+    counted = (done.groupby("drill").cumcount() + 1).clip(upper=window)
+    return done[["drill", "run_id", "started_at"]].assign(pass_rate=rate, outcomes=counted)
 
 
 def metric_percentiles(
