@@ -37,6 +37,7 @@ from supervisor.auth import Token  # noqa: E402
 from supervisor.manager import ProcessManager  # noqa: E402
 from supervisor.statedb import StateDB  # noqa: E402
 from supervisor.stop import ladder, proc  # noqa: E402
+from supervisor.stop.containment import Containment, Target, choose  # noqa: E402
 from supervisor.stop.ladder import FindMembers, LadderResult  # noqa: E402
 
 log = logging.getLogger("supervisor")
@@ -97,11 +98,31 @@ def _no_subreaper() -> None:
     """Stay an ordinary parent: orphans of a program go to init, out of our sight."""
 
 
+class LeaderOnlyContainment:
+    """The chosen containment (cgroup or session) whose stop signals only the leader."""
+
+    def __init__(self, real: Containment) -> None:
+        self._real = real
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def stop(
+        self, target: Target, stop_signal: int, timeout: float, members: Any = None
+    ) -> LadderResult:
+        return leader_only_stop(lambda: [], target.leader, stop_signal, timeout)
+
+    async def stop_async(
+        self, target: Target, stop_signal: int, timeout: float, members: Any = None
+    ) -> LadderResult:
+        return self.stop(target, stop_signal, timeout)
+
+
 class NoKeeper:
     """A keeper that is never started: nothing outlives a SIGKILLed supervisor to sweep."""
 
-    def __init__(self, instance: str) -> None:
-        self.instance = instance
+    def __init__(self, argv: list[str]) -> None:
+        self.argv = argv
 
     @property
     def pid(self) -> int | None:
@@ -190,8 +211,6 @@ def _manager_factory(breaks: frozenset[str]) -> Callable[..., ProcessManager]:
     bases = tuple(cls for name, cls in _MANAGER_CLASSES.items() if name in breaks)
     manager_class = type("BrokenManager", bases, {}) if bases else ProcessManager
     kwargs: dict[str, Any] = {}
-    if "leader_only_kill" in breaks:
-        kwargs["stopper"] = leader_only_stop
     if "no_keeper" in breaks:
         kwargs["keeper"] = NoKeeper
     if "no_subreaper" in breaks:
@@ -206,12 +225,20 @@ def _app(breaks: frozenset[str], manager: ProcessManager, token: Token) -> FastA
     return create_app(manager, token, body_limit=body_limit)
 
 
+def _containment(breaks: frozenset[str], mode: str, instance: str) -> Containment:
+    real = choose(mode, instance)
+    if "leader_only_kill" in breaks:
+        return LeaderOnlyContainment(real)  # type: ignore[return-value]
+    return real
+
+
 def parts(breaks: frozenset[str]) -> cli.Parts:
     """The real supervisor's parts with the named ones replaced."""
     db = partial(StateDB, migrate=legacy_migration_error)
     return cli.Parts(
         load_config=partial(_load_config, breaks),
         db=db if "legacy_migration_error" in breaks else StateDB,
+        containment=partial(_containment, breaks),
         manager=_manager_factory(breaks),
         app=partial(_app, breaks),
     )

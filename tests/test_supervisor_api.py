@@ -73,8 +73,8 @@ def test_protected_route_without_valid_token_is_401(api, anon, method, path, bod
 
 
 def test_healthz_needs_no_token(anon):
-    """GET /healthz answers 200 without a token."""
-    assert anon.get("/healthz").json() == {"status": "ok"}
+    """GET /healthz answers 200 without a token and names the containment in use."""
+    assert anon.get("/healthz").json() == {"status": "ok", "containment": "cgroup"}
 
 
 MALFORMED = {

@@ -97,14 +97,14 @@ def test_port_in_use_is_a_clear_error(supervisor_factory):
     assert first.healthy()
 
 
-def test_an_unwritable_token_location_is_a_clear_error(supervisor_factory, tmp_path):
-    """No token given and no place to write one: exit 2 naming the file and the ways out."""
+def test_an_unusable_db_folder_is_a_clear_error(supervisor_factory, tmp_path):
+    """The DB's folder is a file: exit 2 naming the lock file and the way out, before any token."""
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the DB's folder should be\n")
     sup = supervisor_factory(
         [demo_program(autostart=False)], token=None, db=blocker / "state.db", wait_healthy=False
     )
     assert sup.wait_exit(timeout=20) == 2
-    assert f"cannot write the generated token file {blocker}/state.db.token" in sup.log()
-    assert "set SUPERVISOR_TOKEN or server.token_file" in sup.log()
+    assert f"state DB lock {blocker}/state.db.lock cannot be created" in sup.log()
+    assert f"make {blocker} a writable folder, or pass another --db" in sup.log()
     assert "Traceback" not in sup.log()
