@@ -27,7 +27,7 @@ from supervisor.auth import Token
 from supervisor.errors import SupervisorError
 from supervisor.manager import ProcessManager
 from supervisor.owner import DBOwner
-from supervisor.statedb import StateDB
+from supervisor.statedb import StateDB, check_file
 from supervisor.stop.containment import Containment, choose
 from supervisor.stop.instance import new_instance
 
@@ -117,7 +117,9 @@ def _server_config(cfg: config.Config, args: argparse.Namespace) -> config.Confi
 def serve(args: argparse.Namespace, parts: Parts = Parts()) -> int:
     cfg = _server_config(parts.load_config(args.config), args)
     settings = cfg.server
-    # first of all: a second supervisor on this DB must touch nothing, not even the token
+    # a DB we would refuse gets no lock file beside it (reading it changes nothing)
+    check_file(settings.db)
+    # then the lock: a second supervisor on this DB must touch nothing, not even the token
     owner = DBOwner(settings.db)
     owner.acquire()
     try:
