@@ -27,15 +27,19 @@ def test_generated_token_file_is_private_and_never_logged(supervisor_factory, tm
 
 
 def test_generated_token_is_reused_on_restart(supervisor_factory):
-    """A second start on the same DB keeps the generated token, so clients keep working."""
+    """A second start on the same DB keeps the generated token, so clients keep working; only
+    the start that generated it logs token_generated."""
     first = supervisor_factory([demo_program(autostart=False)], token=None)
     token = first.db.with_name(first.db.name + ".token").read_text().strip()
+    assert "event=token_generated" in first.log()
     first.close_client()
     first.popen.terminate()
     assert first.wait_exit(timeout=15) == 0
     second = supervisor_factory([demo_program(autostart=False)], token=None, db=first.db)
     second.token = token
     assert second.client.get("/processes").status_code == 200
+    assert "event=token_generated" not in second.log()
+    assert "event=token_read" in second.log()
 
 
 def test_token_is_not_passed_to_programs(supervisor):
