@@ -20,6 +20,7 @@ the program.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -154,7 +155,14 @@ class ProcessManager:
             return self._kill_answer(prog, leader_pid, False, result.survivors, started)
 
     async def kill_async(self, name: str | None, timeout: float | None = None) -> dict[str, Any]:
-        """``kill`` on the event loop: awaits the tree's emptiness, no thread-pool hop."""
+        """``kill`` on the event loop: awaits the tree's emptiness, no thread-pool hop.
+
+        Shielded: a cancelled request (a client gone, the server stopping) must not
+        leave the program half-stopped; the kill runs to its end regardless.
+        """
+        return await asyncio.shield(self._kill_on_loop(name, timeout))
+
+    async def _kill_on_loop(self, name: str | None, timeout: float | None) -> dict[str, Any]:
         prog = self.get(name)
         started = time.perf_counter()
         async with prog.async_lock:  # kills on the loop, one at a time per program

@@ -455,6 +455,8 @@ def _kill_tree(cgroup: Path) -> int:
             end = time.monotonic() + RECLAIM_DEADLINE_S
             while watch.populated() and time.monotonic() < end:
                 _wait_sync(watch.fd, end - time.monotonic())
+        except FileNotFoundError:
+            pass  # another supervisor reclaimed it meanwhile
         finally:
             watch.close()
     if not _remove_tree(cgroup):
