@@ -174,9 +174,15 @@ class ProcessManager:
                 leader_pid = prog.leader.pid if prog.leader else None
                 if members is None:
                     return self._kill_answer(prog, leader_pid, True, [], started)
-                self._transition(prog, State.STOPPING, "stopping", "kill requested")
+                # the STOPPING row is written while the tree exits, not before it is signalled
                 result = await self.containment.stop_async(
-                    self._target(prog), prog.cfg.stop_signal, self._timeout(prog, timeout), members
+                    self._target(prog),
+                    prog.cfg.stop_signal,
+                    self._timeout(prog, timeout),
+                    members,
+                    signalled=partial(
+                        self._transition, prog, State.STOPPING, "stopping", "kill requested"
+                    ),
                 )
                 self._stopped(prog, result, "")
                 return self._kill_answer(prog, leader_pid, False, result.survivors, started)

@@ -154,8 +154,15 @@ class LeaderOnlyContainment(NoCleanupContainment):
         return leader_only_stop(lambda: [], target.leader, stop_signal, timeout)
 
     async def stop_async(
-        self, target: Target, stop_signal: int, timeout: float, members: Any = None
+        self,
+        target: Target,
+        stop_signal: int,
+        timeout: float,
+        members: Any = None,
+        *,
+        signalled: Callable[[], None] = lambda: None,
     ) -> LadderResult:
+        signalled()
         return self.stop(target, stop_signal, timeout)
 
 

@@ -301,9 +301,14 @@ def _run_sync(ladder: Generator[_Wait, None, LadderResult]) -> LadderResult:
         return result
 
 
-async def _run_async(ladder: Generator[_Wait, None, LadderResult]) -> LadderResult:
+async def _run_async(
+    ladder: Generator[_Wait, None, LadderResult], signalled: Callable[[], None]
+) -> LadderResult:
     try:
-        wait = next(ladder)
+        try:
+            wait = next(ladder)  # the stop signal goes out here
+        finally:
+            signalled()
         while True:
             await _wait_async(*wait)
             wait = ladder.send(None)
@@ -401,13 +406,16 @@ class CgroupContainment:
         stop_signal: int,
         timeout: float,
         members: list[proc.ProcInfo] | None = None,
+        *,
+        signalled: Callable[[], None] = lambda: None,
     ) -> LadderResult:
         started = self._start(target)
         if started is None:
+            signalled()
             return LadderResult()
         cgroup, watch = started
         try:
-            return await _run_async(_ladder(cgroup, watch, stop_signal, timeout))
+            return await _run_async(_ladder(cgroup, watch, stop_signal, timeout), signalled)
         finally:
             watch.close()
 

@@ -79,8 +79,11 @@ class Containment(Protocol):
         stop_signal: int,
         timeout: float,
         members: list[proc.ProcInfo] | None = None,
+        *,
+        signalled: Callable[[], None] = lambda: None,
     ) -> LadderResult:
-        """``stop``, awaited on the event loop."""
+        """``stop``, awaited on the event loop. ``signalled`` runs once the stop signal is
+        out, so the caller's bookkeeping overlaps the processes' exit."""
         ...
 
     def released(self, program: str) -> None:

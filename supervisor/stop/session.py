@@ -63,7 +63,10 @@ class SessionContainment:
         stop_signal: int,
         timeout: float,
         members: list[proc.ProcInfo] | None = None,
+        *,
+        signalled: Callable[[], None] = lambda: None,
     ) -> ladder.LadderResult:
+        signalled()  # the ladder signals in its thread; record the stop before it starts
         # the ladder rescans /proc in a loop: a worker thread, not the event loop, waits
         return await anyio.to_thread.run_sync(
             partial(self.stop, target, stop_signal, timeout, members)
