@@ -267,7 +267,8 @@ def _ladder(
             if remaining <= 0:
                 break
             yield watch.fd, min(remaining, RESCAN_INTERVAL_S)
-            signaller.signal_new(stop_signal)  # what was forked meanwhile
+            if watch.populated():
+                signaller.signal_new(stop_signal)  # what was forked meanwhile
         if watch.populated():
             log.warning(
                 "event=ladder_escalate cgroup=%s pids=%s after stop_timeout=%.1fs",
