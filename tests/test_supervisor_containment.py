@@ -185,6 +185,7 @@ def test_program_processes_live_in_the_program_cgroup(launch, tag):
 def test_second_supervisor_on_the_same_db_exits_2_and_touches_nothing(launch):
     """A second supervisor on a live DB exits 2 naming the owner; the first's tree and rows stay."""
     first = launch("cgroup", [demo_program()])
+    first.wait_state("running")  # no transition of its own may land between the two reads
     before = {p.pid for p in first.wait_workload(4, stable_s=0.2)}
     rows_before = _rows(first.db)
     second = launch("cgroup", [demo_program()], db=first.db, wait_healthy=False)

@@ -12,12 +12,11 @@ cgroup v2 rule for inner nodes).
   forks can be outside either. (Python 3.11's ``subprocess`` has no
   ``CLONE_INTO_CGROUP``; ``os.write`` on an inherited fd is the whole preexec.)
 - Membership is ``cgroup.procs``; no /proc scan.
-- Stopping (``_ladder``): the stop signal to every member, through pidfds
-  checked against a second read of ``cgroup.procs``; newcomers are signalled
-  as they appear; emptiness is awaited through a notification on ``cgroup.events``
-  (``populated 0``, POLLPRI through epoll), never a sleep; at the timeout ``cgroup.kill`` ends the
-  whole subtree atomically, forks included. The ladder is written once as a
-  generator and driven either blocking (``stop``) or on the event loop
+- Stopping (``supervisor.stop.cgroup_ladder``): the stop signal to every
+  member through checked pidfds, newcomers signalled as they appear, emptiness
+  (``populated 0``) awaited as a notification on ``cgroup.events``, never a
+  sleep; at the timeout ``cgroup.kill`` ends the whole subtree atomically,
+  forks included. Driven blocking (``stop``) or on the event loop
   (``stop_async``, no thread-pool hop).
 - The keeper is ``sh``: at EOF on its stdin it writes ``1`` to the instance's
   ``cgroup.kill`` and removes the empty tree.
@@ -27,22 +26,21 @@ cgroup v2 rule for inner nodes).
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import logging
 import os
-import select
-import signal
 import time
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 
 from supervisor.errors import ContainmentError
 from supervisor.stop import instance as instances
 from supervisor.stop import proc
+from supervisor.stop.cgroup_ladder import Watch, ladder, run_async, run_sync, wait_sync
+from supervisor.stop.cgroup_ladder import procs as pids_in
 from supervisor.stop.containment import Target
-from supervisor.stop.ladder import KILL_PHASE_LIMIT_S, RESCAN_INTERVAL_S, LadderResult
+from supervisor.stop.ladder import LadderResult
 
 log = logging.getLogger("supervisor.stop.cgroup")
 
@@ -115,15 +113,6 @@ def own_cgroup(self_cgroup: Path = SELF_CGROUP) -> str:
     raise ContainmentError(f"{self_cgroup} has no cgroup v2 line (0::/path)")
 
 
-def _procs(cgroup: Path) -> list[int]:
-    """The pids in one cgroup (not its children); [] when it is gone."""
-    try:
-        with open(cgroup / "cgroup.procs", "rb") as fh:
-            return [int(x) for x in fh.read().split()]
-    except FileNotFoundError:
-        return []
-
-
 def _children(cgroup: Path) -> list[Path]:
     try:
         return [p for p in cgroup.iterdir() if p.is_dir()]
@@ -131,8 +120,8 @@ def _children(cgroup: Path) -> list[Path]:
         return []
 
 
-def _subtree_procs(cgroup: Path) -> list[int]:
-    return _procs(cgroup) + [pid for child in _children(cgroup) for pid in _procs(child)]
+def _subtree_pids(cgroup: Path) -> list[int]:
+    return pids_in(cgroup) + [pid for child in _children(cgroup) for pid in pids_in(child)]
 
 
 def _rmdir(cgroup: Path) -> bool:
@@ -151,171 +140,6 @@ def _rmdir(cgroup: Path) -> bool:
 def _remove_tree(cgroup: Path) -> bool:
     gone = [_rmdir(child) for child in _children(cgroup)]
     return all(gone) and _rmdir(cgroup)
-
-
-# ----- waiting for emptiness -------------------------------------------------------
-
-
-class _Watch:
-    """``populated`` of one cgroup, and an fd that turns readable when ``cgroup.events`` changes.
-
-    kernfs flags a change of ``cgroup.events`` as POLLPRI on the open file, until the
-    file is read again. An epoll set holding just that (level-triggered) is itself
-    readable exactly then, so the same fd serves ``poll`` and the event loop's
-    ``add_reader``. (inotify would do too, but closing an inotify instance waits
-    for an SRCU grace period: 8-20 ms on every kill.)
-    """
-
-    def __init__(self, cgroup: Path) -> None:
-        self.cgroup = cgroup
-        self.events = os.open(cgroup / "cgroup.events", os.O_RDONLY | os.O_CLOEXEC)
-        self._epoll = select.epoll()
-        self._epoll.register(self.events, select.EPOLLPRI)
-        self.fd = self._epoll.fileno()
-
-    def populated(self) -> bool:
-        # reading re-arms the POLLPRI notification
-        return b"populated 1" in os.pread(self.events, 256, 0)
-
-    def close(self) -> None:
-        self._epoll.close()
-        os.close(self.events)
-
-
-def _readable(fd: int) -> bool:
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    return bool(poller.poll(0))
-
-
-def _wait_sync(fd: int, timeout: float) -> None:
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    poller.poll(max(0.0, timeout) * 1000)
-
-
-async def _wait_async(fd: int, timeout: float) -> None:
-    loop = asyncio.get_running_loop()
-    woken = loop.create_future()
-
-    def wake() -> None:
-        if not woken.done():
-            woken.set_result(None)
-
-    loop.add_reader(fd, wake)
-    timer = loop.call_later(max(0.0, timeout), wake)
-    try:
-        await woken
-    finally:
-        timer.cancel()
-        loop.remove_reader(fd)
-
-
-# ----- the ladder -------------------------------------------------------------------
-
-
-class _Signaller:
-    """pidfds of the members signalled so far."""
-
-    def __init__(self, cgroup: Path, result: LadderResult) -> None:
-        self.cgroup = cgroup
-        self.result = result
-        self.fds: dict[int, int] = {}
-
-    def signal_new(self, sig: int) -> None:
-        opened = {}
-        for pid in _procs(self.cgroup):
-            if pid not in self.fds:
-                try:
-                    opened[pid] = os.pidfd_open(pid)
-                except ProcessLookupError:
-                    continue
-        if not opened:
-            return
-        # a pid read before its pidfd was opened may have been reused meanwhile; the
-        # pidfd is ours to signal only if the pid is (still) in the cgroup now
-        still = set(_procs(self.cgroup))
-        for pid, fd in opened.items():
-            self.fds[pid] = fd
-            if pid in still:
-                try:
-                    signal.pidfd_send_signal(fd, sig)
-                    self.result.signalled.add(pid)
-                except ProcessLookupError:
-                    pass
-
-    def close(self) -> None:
-        for fd in self.fds.values():
-            os.close(fd)
-        self.fds.clear()
-
-
-_Wait = tuple[int, float]  # wait until this fd is readable, at most this many seconds
-
-
-def _ladder(
-    cgroup: Path, watch: _Watch, stop_signal: int, timeout: float
-) -> Generator[_Wait, None, LadderResult]:
-    """Yields what to wait for; returns who was signalled and who survived."""
-    result = LadderResult()
-    signaller = _Signaller(cgroup, result)
-    try:
-        deadline = time.monotonic() + timeout
-        signaller.signal_new(stop_signal)
-        while watch.populated():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            yield watch.fd, min(remaining, RESCAN_INTERVAL_S)
-            if watch.populated():
-                signaller.signal_new(stop_signal)  # what was forked meanwhile
-        if watch.populated():
-            log.warning(
-                "event=ladder_escalate cgroup=%s pids=%s after stop_timeout=%.1fs",
-                cgroup,
-                _procs(cgroup),
-                timeout,
-            )
-            (cgroup / "cgroup.kill").write_bytes(b"1")
-            kill_end = time.monotonic() + KILL_PHASE_LIMIT_S
-            while watch.populated() and time.monotonic() < kill_end:
-                yield watch.fd, kill_end - time.monotonic()
-            result.survivors = sorted(_procs(cgroup))
-        # a process leaves its cgroup a moment before it becomes a zombie its parent can
-        # reap; wait for the pidfds too, so the leader's exit status is there to collect
-        for fd in signaller.fds.values():
-            if not result.survivors and not _readable(fd):
-                yield fd, KILL_PHASE_LIMIT_S
-        return result
-    finally:
-        signaller.close()
-
-
-def _run_sync(ladder: Generator[_Wait, None, LadderResult]) -> LadderResult:
-    try:
-        wait = next(ladder)
-        while True:
-            _wait_sync(*wait)
-            wait = ladder.send(None)
-    except StopIteration as done:
-        result: LadderResult = done.value
-        return result
-
-
-async def _run_async(
-    ladder: Generator[_Wait, None, LadderResult], signalled: Callable[[], None]
-) -> LadderResult:
-    try:
-        try:
-            wait = next(ladder)  # the stop signal goes out here
-        finally:
-            signalled()
-        while True:
-            await _wait_async(*wait)
-            wait = ladder.send(None)
-    except StopIteration as done:
-        result: LadderResult = done.value
-        return result
 
 
 # ----- the containment ---------------------------------------------------------------
@@ -372,16 +196,16 @@ class CgroupContainment:
         self, target: Target, procs: Mapping[int, proc.ProcInfo] | None = None
     ) -> list[proc.ProcInfo]:
         found = []
-        for pid in _procs(self.root / target.name):
+        for pid in pids_in(self.root / target.name):
             info = procs.get(pid) if procs is not None else proc.read_stat(pid)
             if info is not None and not info.zombie:
                 found.append(info)
         return found
 
-    def _start(self, target: Target) -> tuple[Path, _Watch] | None:
+    def _start(self, target: Target) -> tuple[Path, Watch] | None:
         cgroup = self.root / target.name
         try:
-            return cgroup, _Watch(cgroup)
+            return cgroup, Watch(cgroup)
         except FileNotFoundError:
             return None  # never started, or already removed: nothing to stop
 
@@ -397,7 +221,7 @@ class CgroupContainment:
             return LadderResult()
         cgroup, watch = started
         try:
-            return _run_sync(_ladder(cgroup, watch, stop_signal, timeout))
+            return run_sync(ladder(cgroup, watch, stop_signal, timeout))
         finally:
             watch.close()
 
@@ -416,7 +240,7 @@ class CgroupContainment:
             return LadderResult()
         cgroup, watch = started
         try:
-            return await _run_async(_ladder(cgroup, watch, stop_signal, timeout), signalled)
+            return await run_async(ladder(cgroup, watch, stop_signal, timeout), signalled)
         finally:
             watch.close()
 
@@ -453,21 +277,21 @@ class CgroupContainment:
 
 def _kill_tree(cgroup: Path) -> int:
     """``cgroup.kill`` on a whole subtree, wait for it to empty, remove it; processes killed."""
-    pids = _subtree_procs(cgroup)
+    pids = _subtree_pids(cgroup)
     if pids:
         try:
-            watch = _Watch(cgroup)
+            watch = Watch(cgroup)
         except FileNotFoundError:
             return 0
         try:
             (cgroup / "cgroup.kill").write_bytes(b"1")
             end = time.monotonic() + RECLAIM_DEADLINE_S
             while watch.populated() and time.monotonic() < end:
-                _wait_sync(watch.fd, end - time.monotonic())
+                wait_sync(watch.fd, end - time.monotonic())
         except FileNotFoundError:
             pass  # another supervisor reclaimed it meanwhile
         finally:
             watch.close()
     if not _remove_tree(cgroup):
-        log.error("event=cgroup_not_removed cgroup=%s pids=%s", cgroup, _subtree_procs(cgroup))
+        log.error("event=cgroup_not_removed cgroup=%s pids=%s", cgroup, _subtree_pids(cgroup))
     return len(pids)
