@@ -153,7 +153,10 @@ class CgroupContainment:
         self.parent = parent  # our own cgroup
         self.root = parent / f"{PREFIX}{instance}"
         self.reason = reason
+        # per started program, until it is released: the cgroup.procs fd its children
+        # join through, and the watch a kill waits on (made once, not on the kill's path)
         self._procs_fds: dict[str, int] = {}
+        self._watches: dict[str, Watch] = {}
 
     @classmethod
     def create(
@@ -189,6 +192,7 @@ class CgroupContainment:
             cgroup.mkdir(exist_ok=True)
             fd = os.open(cgroup / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
             self._procs_fds[program] = fd
+            self._watches[program] = Watch(cgroup)
         # runs in the child between fork and exec: "0" moves the writer itself
         return partial(os.write, fd, b"0")  # type: ignore[return-value]
 
@@ -202,10 +206,14 @@ class CgroupContainment:
                 found.append(info)
         return found
 
-    def _start(self, target: Target) -> tuple[Path, Watch] | None:
+    def _start(self, target: Target) -> tuple[Path, Watch, bool] | None:
+        """The program's cgroup and its watch, and whether the caller must close it."""
         cgroup = self.root / target.name
+        watch = self._watches.get(target.name)
+        if watch is not None:
+            return cgroup, watch, False
         try:
-            return cgroup, Watch(cgroup)
+            return cgroup, Watch(cgroup), True
         except FileNotFoundError:
             return None  # never started, or already removed: nothing to stop
 
@@ -219,11 +227,12 @@ class CgroupContainment:
         started = self._start(target)
         if started is None:
             return LadderResult()
-        cgroup, watch = started
+        cgroup, watch, owned = started
         try:
             return run_sync(ladder(cgroup, watch, stop_signal, timeout))
         finally:
-            watch.close()
+            if owned:
+                watch.close()
 
     async def stop_async(
         self,
@@ -238,16 +247,20 @@ class CgroupContainment:
         if started is None:
             signalled()
             return LadderResult()
-        cgroup, watch = started
+        cgroup, watch, owned = started
         try:
             return await run_async(ladder(cgroup, watch, stop_signal, timeout), signalled)
         finally:
-            watch.close()
+            if owned:
+                watch.close()
 
     def released(self, program: str) -> None:
         fd = self._procs_fds.pop(program, None)
         if fd is not None:
             os.close(fd)
+        watch = self._watches.pop(program, None)
+        if watch is not None:
+            watch.close()
         if not _rmdir(self.root / program):
             log.warning("event=cgroup_busy cgroup=%s; left for the next stop", self.root / program)
 
