@@ -23,6 +23,17 @@ from flows.registry import DRILL_IDS  # noqa: E402
 TARGETS: list[tuple[str, str, str, Callable[[float], bool]]] = [
     ("kill_median_ms", "POST /process/kill round trip, median", "<= 5 ms", lambda v: v <= 5),
     ("kill_p95_ms", "POST /process/kill round trip, p95", "-", lambda v: True),
+    ("vs_ours_median_ms", "kill, sh + 2 sleeps, new connection: ours", "-", lambda v: True),
+    ("vs_supervisord_median_ms", "the same kill: supervisord 4.3", "-", lambda v: True),
+    ("vs_ratio", "kill median ours / supervisord", "<= 1.2", lambda v: v <= 1.2),
+    (
+        "vs_ours_tree_alive_at_answer",
+        "our kills answered with the tree alive",
+        "0",
+        lambda v: v == 0,
+    ),
+    ("vs_ours_rss_mib", "supervisor resident memory incl. keeper, MiB", "-", lambda v: True),
+    ("vs_supervisord_rss_mib", "supervisord resident memory, MiB", "-", lambda v: True),
     (
         "sigterm_exit_median_ms",
         "SIGTERM to supervisor exit, median",
@@ -49,6 +60,12 @@ def _kill_latency() -> dict:
     from benchmarks import kill_latency
 
     return kill_latency.main()
+
+
+def _vs_supervisord() -> dict:
+    from benchmarks import vs_supervisord
+
+    return vs_supervisord.main()
 
 
 def _drill_suite() -> dict:
@@ -98,11 +115,12 @@ def main() -> int:
         "--skip",
         action="append",
         default=[],
-        choices=["kill_latency", "drill_suite", "site_scale", "verify_scale", "soak"],
+        choices=["kill_latency", "vs_supervisord", "drill_suite", "site_scale", "verify_scale", "soak"],
     )
     args = parser.parse_args()
     benches = {
         "kill_latency": _kill_latency,
+        "vs_supervisord": _vs_supervisord,
         "drill_suite": _drill_suite,
         "site_scale": _site_scale,
         "verify_scale": _verify_scale,

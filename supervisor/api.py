@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from supervisor.auth import Token
-from supervisor.errors import AmbiguousProgram, UnknownProgram
+from supervisor.errors import AmbiguousProgram, StartFailed, UnknownProgram
 from supervisor.manager import ProcessManager
 
 log = logging.getLogger("supervisor.api")
@@ -36,6 +36,9 @@ _DRAIN_LIMIT = 8 * 1024 * 1024
 
 class Health(BaseModel):
     status: str
+    containment: str = Field(
+        description='"cgroup" (every program in its own cgroup v2) or "session" (the fallback)'
+    )
 
 
 class Error(BaseModel):
@@ -105,6 +108,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": Error, "description": "unknown program"},
     413: {"model": Error, "description": "body over 64 KiB"},
     422: {"model": Error, "description": "malformed request"},
+}
+_START_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_ERRORS,
+    409: {"model": Error, "description": "the program's command cannot be started (the OS error)"},
 }
 # BodyLimit answers 413 on every route, GETs included, so every route documents it
 _HEALTH_ERRORS: dict[int | str, dict[str, Any]] = {413: _ERRORS[413]}
@@ -210,25 +217,47 @@ def create_app(
         if not token.allows(credentials.credentials if credentials else None):
             raise _Unauthorised()
 
-    _add_error_handlers(app)
+    _add_error_handlers(app, token)
     _add_routes(app, manager, [Depends(authorised)])
     return app
 
 
-def _add_error_handlers(app: FastAPI) -> None:
+def _unauthorised_detail(token: Token | None) -> str:
+    origin = token.origin if token is not None and token.origin else "the supervisor's config"
+    return (
+        "missing or wrong bearer token; send the header 'Authorization: Bearer <token>'"
+        f" with the token from {origin} (SUPERVISOR_TOKEN wins over server.token_file, which"
+        " wins over the file generated beside the state DB)"
+    )
+
+
+_NOT_JSON = (
+    "request body is not JSON; send a JSON object with the header"
+    ' "Content-Type: application/json", e.g. {"name": "worker"}'
+)
+
+
+def _add_error_handlers(app: FastAPI, token: Token | None) -> None:
+    unauthorised = {"detail": _unauthorised_detail(token)}
+
     @app.exception_handler(_Unauthorised)
     async def _unauthorised(request: Request, exc: _Unauthorised) -> JSONResponse:
-        return JSONResponse(
-            {"detail": "missing or wrong bearer token"},
-            status_code=401,
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        return JSONResponse(unauthorised, status_code=401, headers={"WWW-Authenticate": "Bearer"})
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        content_type = request.headers.get("content-type", "")
+        if content_type and "json" not in content_type:
+            # FastAPI reads a body without a JSON content type as raw bytes, and the error
+            # it reports ("valid dictionary") does not say what the client did wrong
+            return JSONResponse({"detail": f"{_NOT_JSON}; got Content-Type {content_type!r}"}, 422)
         # FastAPI's own handler echoes the input; a NaN or Infinity in it broke the JSON
         # encoding of the answer and turned a malformed body into a 500
         return JSONResponse({"detail": _json_safe(jsonable_encoder(exc.errors()))}, 422)
+
+    @app.exception_handler(StartFailed)
+    async def _start_failed(request: Request, exc: StartFailed) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=409)
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException) -> Response:
@@ -250,7 +279,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 def _add_routes(app: FastAPI, manager: ProcessManager, auth: list[Any]) -> None:
     @app.get("/healthz", response_model=Health, tags=["health"], responses=_HEALTH_ERRORS)
     async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+        return {"status": "ok", "containment": manager.containment.name}
 
     @app.get("/processes", response_model=ProcessList, dependencies=auth, responses=_ERRORS)
     async def processes() -> dict[str, Any]:
@@ -260,16 +289,22 @@ def _add_routes(app: FastAPI, manager: ProcessManager, auth: list[Any]) -> None:
     async def process(name: Annotated[str | None, Query(max_length=64)] = None) -> dict[str, Any]:
         return manager.get(name).snapshot()
 
-    @app.post("/process/start", response_model=ProcessInfo, dependencies=auth, responses=_ERRORS)
+    @app.post(
+        "/process/start", response_model=ProcessInfo, dependencies=auth, responses=_START_ERRORS
+    )
     def start(body: NameBody | None = None) -> dict[str, Any]:
         return manager.start_program(body.name if body else None)
 
+    # async: the kill awaits the tree's emptiness on the loop, no thread-pool hop
     @app.post("/process/kill", response_model=KillResult, dependencies=auth, responses=_ERRORS)
-    def kill(body: KillBody | None = None) -> dict[str, Any]:
-        return manager.kill(body.name if body else None, body.timeout if body else None)
+    async def kill(body: KillBody | None = None) -> dict[str, Any]:
+        return await manager.kill_async(body.name if body else None, body.timeout if body else None)
 
     @app.post(
-        "/process/restart", response_model=RestartResult, dependencies=auth, responses=_ERRORS
+        "/process/restart",
+        response_model=RestartResult,
+        dependencies=auth,
+        responses=_START_ERRORS,
     )
     def restart(body: NameBody | None = None) -> dict[str, Any]:
         return manager.restart(body.name if body else None)

@@ -26,7 +26,10 @@ from supervisor.api import create_app
 from supervisor.auth import Token
 from supervisor.errors import SupervisorError
 from supervisor.manager import ProcessManager
-from supervisor.statedb import StateDB
+from supervisor.owner import DBOwner
+from supervisor.statedb import StateDB, check_file
+from supervisor.stop.containment import Containment, choose
+from supervisor.stop.instance import new_instance
 
 log = logging.getLogger("supervisor")
 
@@ -34,7 +37,8 @@ EXIT_CODES = """exit codes:
   0  stopped cleanly (SIGTERM or Ctrl-C)
   1  a runtime failure (the app failed to start, or an unexpected error)
   2  usage or environment errors: bad arguments, an invalid config, an unusable
-     state DB, a port that cannot be bound"""
+     state DB, a state DB another supervisor owns, a port that cannot be bound,
+     containment "cgroup" where no writable cgroup v2 tree exists"""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +47,9 @@ class Parts:
 
     load_config: Callable[[Path], config.Config] = config.load
     db: Callable[[Path], StateDB] = StateDB
-    manager: Callable[[config.Config, StateDB], ProcessManager] = ProcessManager
+    # (server.containment, instance id) -> the containment, chosen once
+    containment: Callable[[str, str], Containment] = choose
+    manager: Callable[[config.Config, StateDB, Containment], ProcessManager] = ProcessManager
     app: Callable[[ProcessManager, Token], FastAPI] = create_app
 
 
@@ -111,6 +117,19 @@ def _server_config(cfg: config.Config, args: argparse.Namespace) -> config.Confi
 def serve(args: argparse.Namespace, parts: Parts = Parts()) -> int:
     cfg = _server_config(parts.load_config(args.config), args)
     settings = cfg.server
+    # a DB we would refuse gets no lock file beside it (reading it changes nothing)
+    check_file(settings.db)
+    # then the lock: a second supervisor on this DB must touch nothing, not even the token
+    owner = DBOwner(settings.db)
+    owner.acquire()
+    try:
+        return _serve_owned(args, parts, cfg, owner)
+    finally:
+        owner.release()
+
+
+def _serve_owned(args: argparse.Namespace, parts: Parts, cfg: config.Config, owner: DBOwner) -> int:
+    settings = cfg.server
     token = auth.resolve(settings.token_file, settings.db)
     if not config.is_loopback(settings.host) and not token.explicit:
         raise SupervisorError(
@@ -118,19 +137,31 @@ def serve(args: argparse.Namespace, parts: Parts = Parts()) -> int:
             " set SUPERVISOR_TOKEN or server.token_file explicitly, or bind 127.0.0.1"
         )
     db = parts.db(settings.db)
+    containment: Containment | None = None
     try:
-        sock = _bind(settings.host, settings.port)
-        app = parts.app(parts.manager(cfg, db), token)
-        host, port = sock.getsockname()[:2]
+        containment = parts.containment(settings.containment, new_instance())
         log.info(
-            "event=listening url=http://%s:%d db=%s token_source=%s",
-            host,
-            port,
+            "event=containment mode=%s configured=%s reason=%r",
+            containment.name,
+            settings.containment,
+            containment.reason,
+        )
+        sock = _bind(settings.host, settings.port)
+        app = parts.app(parts.manager(cfg, db, containment), token)
+        host, port = sock.getsockname()[:2]
+        url = f"http://{host}:{port}"
+        owner.announce(url)
+        log.info(
+            "event=listening url=%s db=%s token_source=%s containment=%s",
+            url,
             settings.db,
             token.source,
+            containment.name,
         )
         return _run(app, sock, args.access_log)
     finally:
+        if containment is not None:
+            containment.close()
         db.close()
 
 

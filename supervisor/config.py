@@ -17,7 +17,8 @@ from typing import Any
 from supervisor.errors import ConfigError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_SERVER_KEYS = {"host", "port", "db", "token_file"}
+_SERVER_KEYS = {"host", "port", "db", "token_file", "containment"}
+CONTAINMENTS = ("auto", "cgroup", "session")
 _PROGRAM_KEYS = {
     "name",
     "command",
@@ -56,6 +57,8 @@ class ServerConfig:
     port: int = 8765
     db: Path = Path("supervisor.db")
     token_file: Path | None = None
+    # how programs are held together: "cgroup", "session", or "auto" (cgroup when usable)
+    containment: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -122,11 +125,18 @@ def _parse_server(raw: Any, base: Path, where: str) -> ServerConfig:
     token_file = raw.get("token_file")
     if token_file is not None and (not isinstance(token_file, str) or not token_file):
         raise ConfigError(f"{where}: server.token_file must be a file path, got {token_file!r}")
+    containment = raw.get("containment", "auto")
+    if containment not in CONTAINMENTS:
+        raise ConfigError(
+            f"{where}: server.containment must be one of"
+            f" {', '.join(repr(c) for c in CONTAINMENTS)}, got {containment!r}"
+        )
     return ServerConfig(
         host=host,
         port=port,
         db=base / db,
         token_file=base / token_file if token_file else None,
+        containment=containment,
     )
 
 

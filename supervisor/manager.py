@@ -5,31 +5,43 @@ Every state change goes through ``_transition``, which checks the table in
 ``supervisor.states`` and writes the new state and its event in one DB
 transaction. The monitor thread (``supervisor.monitor``) drives ``_check``.
 
-The collaborators that keep the guarantees are arguments with the real ones as
-defaults: the ``stopper`` (the termination ladder), the ``keeper`` factory and
-``become_subreaper``. Nothing in the environment or the config switches them off.
+How a program's processes are held together and stopped is the
+``containment`` (``supervisor.stop.containment``: cgroup or session), chosen
+once at start-up by the caller. The other collaborators that keep the
+guarantees are arguments with the real ones as defaults: the ``keeper`` factory
+and ``become_subreaper``. Nothing in the environment or the config switches
+them off.
+
+``kill`` blocks its caller (a worker thread); ``kill_async`` is the same
+operation for the event loop: it awaits the tree's emptiness without a
+thread-pool hop, and falls back to ``kill`` in a thread when the monitor holds
+the program.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
 import subprocess
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
+import anyio
+
 from supervisor.config import Config
-from supervisor.errors import AmbiguousProgram, InvalidTransition, UnknownProgram
+from supervisor.errors import AmbiguousProgram, InvalidTransition, StartFailed, UnknownProgram
 from supervisor.monitor import Monitor
 from supervisor.program import Program, resolve_python
 from supervisor.statedb import StateDB
 from supervisor.states import ACTIVE, State, can_transition
-from supervisor.stop import ladder, proc, tree
+from supervisor.stop import ladder, proc
+from supervisor.stop.containment import Containment, Target
 from supervisor.stop.keeper_link import Keeper, KeeperLink
 from supervisor.stop.reconcile import reconcile
 
@@ -46,8 +58,9 @@ def _iso_now() -> str:
 class ProcessManager:
     """Every configured program: started, watched, stopped as a whole tree.
 
-    ``stopper`` stops one program's tree (the ladder), ``keeper`` makes the process
-    that sweeps up after a SIGKILLed supervisor, ``become_subreaper`` makes orphaned
+    ``containment`` holds each program's processes together and stops them,
+    ``keeper`` makes the process that kills them after a SIGKILLed supervisor (from
+    the containment's keeper command), ``become_subreaper`` makes orphaned
     descendants ours. ``monitor`` is the thread ``start`` starts and ``shutdown`` stops.
     """
 
@@ -55,17 +68,17 @@ class ProcessManager:
         self,
         config: Config,
         db: StateDB,
+        containment: Containment,
         *,
-        stopper: ladder.Stopper = ladder.terminate,
-        keeper: Callable[[str], Keeper] = KeeperLink,
+        keeper: Callable[[list[str]], Keeper] = KeeperLink,
         become_subreaper: Callable[[], None] = proc.set_child_subreaper,
     ) -> None:
         self.db = db
-        self.instance = uuid.uuid4().hex
+        self.containment = containment
+        self.instance = containment.instance
         self.programs = {p.name: Program(p, db.process_id(p.name)) for p in config.programs}
         self.log_dir = db.path.parent / "logs"
-        self._stopper = stopper
-        self._keeper = keeper(self.instance)
+        self._keeper = keeper(containment.keeper_command())
         self._become_subreaper = become_subreaper
         self.monitor = Monitor(
             self.programs,
@@ -79,7 +92,7 @@ class ProcessManager:
     def start(self) -> None:
         self._become_subreaper()
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        reconcile(self.db)
+        reconcile(self.db, self.containment)
         self._keeper.start()
         for prog in self.programs.values():
             if prog.cfg.autostart:
@@ -99,6 +112,7 @@ class ProcessManager:
         for t in threads:
             t.join()
         self._sweep_descendants()
+        self.containment.close()
         self._keeper.close()
         log.info("event=shutdown_complete")
 
@@ -115,30 +129,65 @@ class ProcessManager:
         return prog
 
     def start_program(self, name: str | None) -> dict[str, Any]:
+        """Start the program unless it runs; ``StartFailed`` when its command cannot start."""
         prog = self.get(name)
         with prog.lock:
             if prog.state not in ACTIVE:
                 prog.quick_failures = 0
                 prog.next_start_at = None
-                self._spawn(prog)
+                if not self._spawn(prog):
+                    raise StartFailed(prog.name, prog.last_error or "unknown error")
             return prog.snapshot()
 
     def kill(self, name: str | None, timeout: float | None = None) -> dict[str, Any]:
         prog = self.get(name)
         started = time.perf_counter()
         with prog.lock:
-            # a running program: signal its group and the members the monitor last saw at
-            # once; the ladder's rescan then finds anything newer
-            members = list(prog.known_members) if prog.state in ACTIVE else self._members(prog)
+            members = self._kill_members(prog)
             leader_pid = prog.leader.pid if prog.leader else None
-            if prog.state not in ACTIVE and not members:
-                if prog.state is not State.STOPPED:
-                    self._transition(
-                        prog, State.STOPPED, "stopped", f"kill while {prog.state.value}"
-                    )
+            if members is None:
                 return self._kill_answer(prog, leader_pid, True, [], started)
-            result = self._stop(prog, "kill requested", "", timeout, members)
+            self._transition(prog, State.STOPPING, "stopping", "kill requested")
+            result = self.containment.stop(
+                self._target(prog), prog.cfg.stop_signal, self._timeout(prog, timeout), members
+            )
+            self._stopped(prog, result, "")
             return self._kill_answer(prog, leader_pid, False, result.survivors, started)
+
+    async def kill_async(self, name: str | None, timeout: float | None = None) -> dict[str, Any]:
+        """``kill`` on the event loop: awaits the tree's emptiness, no thread-pool hop.
+
+        Shielded: a cancelled request (a client gone, the server stopping) must not
+        leave the program half-stopped; the kill runs to its end regardless.
+        """
+        return await asyncio.shield(self._kill_on_loop(name, timeout))
+
+    async def _kill_on_loop(self, name: str | None, timeout: float | None) -> dict[str, Any]:
+        prog = self.get(name)
+        started = time.perf_counter()
+        async with prog.async_lock:  # kills on the loop, one at a time per program
+            if not prog.lock.acquire(blocking=False):
+                # the monitor or a threaded operation holds the program: wait in a thread
+                return await anyio.to_thread.run_sync(partial(self.kill, name, timeout))
+            try:
+                members = self._kill_members(prog)
+                leader_pid = prog.leader.pid if prog.leader else None
+                if members is None:
+                    return self._kill_answer(prog, leader_pid, True, [], started)
+                # the STOPPING row is written while the tree exits, not before it is signalled
+                result = await self.containment.stop_async(
+                    self._target(prog),
+                    prog.cfg.stop_signal,
+                    self._timeout(prog, timeout),
+                    members,
+                    signalled=partial(
+                        self._transition, prog, State.STOPPING, "stopping", "kill requested"
+                    ),
+                )
+                self._stopped(prog, result, "")
+                return self._kill_answer(prog, leader_pid, False, result.survivors, started)
+            finally:
+                prog.lock.release()
 
     def restart(self, name: str | None) -> dict[str, Any]:
         killed = self.kill(name)
@@ -148,6 +197,32 @@ class ProcessManager:
         return self.db.events(limit)
 
     # ----- internals ----------------------------------------------------------
+
+    def _kill_members(self, prog: Program) -> list[proc.ProcInfo] | None:
+        """What a kill signals at once; None when nothing is alive (the program is then
+        recorded stopped)."""
+        # a running program: the members the monitor last saw are signalled at once, the
+        # containment finds anything newer
+        members = list(prog.known_members) if prog.state in ACTIVE else self._members(prog)
+        if prog.state not in ACTIVE and not members:
+            if prog.state is not State.STOPPED:
+                self._transition(prog, State.STOPPED, "stopped", f"kill while {prog.state.value}")
+            return None
+        return members
+
+    def _timeout(self, prog: Program, timeout: float | None) -> float:
+        return timeout if timeout is not None else prog.cfg.stop_timeout
+
+    def _target(self, prog: Program) -> Target:
+        skip = {p.leader.pid for p in self.programs.values() if p.leader and p is not prog}
+        if self._keeper.pid is not None:
+            skip.add(self._keeper.pid)
+        return Target(
+            prog.name,
+            prog.leader,
+            {INSTANCE_ENV: self.instance, PROGRAM_ENV: prog.name},
+            frozenset(skip),
+        )
 
     def _kill_answer(
         self, prog: Program, pid: int | None, already: bool, survivors: list[int], started: float
@@ -177,13 +252,15 @@ class ProcessManager:
             detail,
         )
 
-    def _spawn(self, prog: Program) -> None:
+    def _spawn(self, prog: Program) -> bool:
+        """Start the program's leader; False (and FATAL, logged) when it cannot start."""
         env = dict(os.environ)
         env.update(prog.cfg.env)
         env[INSTANCE_ENV] = self.instance
         env[PROGRAM_ENV] = prog.name
         env.pop("SUPERVISOR_TOKEN", None)
         try:
+            join = self.containment.prepare(prog.name)
             with open(self.log_dir / f"{prog.name}.log", "ab") as out:
                 popen = subprocess.Popen(
                     resolve_python(prog.cfg.command),
@@ -193,11 +270,18 @@ class ProcessManager:
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,
+                    preexec_fn=join,
                 )
-        except OSError as exc:
+        except (OSError, subprocess.SubprocessError) as exc:
             prog.last_error = f"cannot start {list(prog.cfg.command)}: {exc}"
+            log.warning(
+                "event=start_failed program=%s error=%r; fix the command or its directory,"
+                " then POST /process/start",
+                prog.name,
+                prog.last_error,
+            )
             self._transition(prog, State.FATAL, "fatal", prog.last_error, pid=None)
-            return
+            return False
         info = proc.read_stat(popen.pid)
         assert info is not None, "an unreaped child always has /proc/PID/stat"
         self._close_leader_fd(prog)
@@ -220,39 +304,30 @@ class ProcessManager:
             exit_signal=None,
         )
         self.monitor.wake()
+        return True
 
     def _members(
         self, prog: Program, procs: dict[int, proc.ProcInfo] | None = None
     ) -> list[proc.ProcInfo]:
-        """Every live process of the program's tree, found in the supervisor's own subtree."""
-        skip = {p.leader.pid for p in self.programs.values() if p.leader and p is not prog}
-        if self._keeper.pid is not None:
-            skip.add(self._keeper.pid)
-        return tree.program_members(
-            proc.scan() if procs is None else procs,
-            os.getpid(),
-            sid=prog.leader.sid if prog.leader else None,
-            marker={INSTANCE_ENV: self.instance, PROGRAM_ENV: prog.name},
-            skip=skip,
-        )
+        """Every live process of the program, as the containment sees it."""
+        return self.containment.members(self._target(prog), procs)
 
-    def _terminate(
-        self, prog: Program, timeout: float | None, members: list[proc.ProcInfo] | None = None
-    ) -> ladder.LadderResult:
-        leader = prog.leader
-        result = self._stopper(
-            lambda: self._members(prog),
-            leader,
-            prog.cfg.stop_signal,
-            timeout if timeout is not None else prog.cfg.stop_timeout,
-            members=members,
+    def _terminate(self, prog: Program, timeout: float | None) -> ladder.LadderResult:
+        result = self.containment.stop(
+            self._target(prog), prog.cfg.stop_signal, self._timeout(prog, timeout)
         )
+        self._after_stop(prog, result)
+        return result
+
+    def _after_stop(self, prog: Program, result: ladder.LadderResult) -> None:
+        leader = prog.leader
         self._collect_leader(prog)
         for pid in result.signalled - {leader.pid if leader else 0}:
             proc.reap(pid)  # adopted descendants are our zombies now; the leader is Popen's
         if result.survivors:
             log.error("event=survivors program=%s pids=%s", prog.name, result.survivors)
-        return result
+        else:
+            self.containment.released(prog.name)
 
     def _collect_leader(self, prog: Program) -> bool:
         """Reap the leader if it exited; record its status. True when it has exited."""
@@ -285,6 +360,8 @@ class ProcessManager:
         detail = prog.exit_detail()
         if self._members(prog):
             self._terminate(prog, None)
+        else:
+            self.containment.released(prog.name)
         quick = prog.state is State.STARTING or uptime < prog.cfg.start_seconds
         # only failures to stay up count toward FATAL; a crash after a good run starts afresh
         prog.quick_failures = prog.quick_failures + 1 if quick else 0
@@ -337,32 +414,27 @@ class ProcessManager:
             if prog.state in ACTIVE:
                 prog.known_members = self._members(prog, procs)
 
-    def _stop(
-        self,
-        prog: Program,
-        reason: str,
-        stopped_prefix: str = "",
-        timeout: float | None = None,
-        members: list[proc.ProcInfo] | None = None,
-    ) -> ladder.LadderResult:
-        """STOPPING, the ladder, then STOPPED with the exit status: kill's and shutdown's path."""
-        self._transition(prog, State.STOPPING, "stopping", reason)
-        result = self._terminate(prog, timeout, members)
+    def _stopped(self, prog: Program, result: ladder.LadderResult, prefix: str) -> None:
+        """After the containment's stop: collect, release, then STOPPED with the exit status."""
+        self._after_stop(prog, result)
         self._transition(
             prog,
             State.STOPPED,
             "stopped",
-            stopped_prefix + prog.exit_detail(),
+            prefix + prog.exit_detail(),
             pid=None,
             exit_code=prog.exit_code,
             exit_signal=prog.exit_signal,
         )
-        return result
 
     def _stop_for_shutdown(self, prog: Program) -> None:
         with prog.lock:
             if prog.state in ACTIVE or self._members(prog):
-                self._stop(prog, "supervisor shutdown", "supervisor shutdown; ")
+                self._transition(prog, State.STOPPING, "stopping", "supervisor shutdown")
+                result = self.containment.stop(
+                    self._target(prog), prog.cfg.stop_signal, prog.cfg.stop_timeout
+                )
+                self._stopped(prog, result, "supervisor shutdown; ")
             elif prog.state is not State.STOPPED:
                 self._transition(prog, State.STOPPED, "stopped", "supervisor shutdown", pid=None)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import sys
@@ -33,6 +34,8 @@ class Program:
     # members seen by the monitor's last scan: a kill signals them at once, then rescans
     known_members: list[proc.ProcInfo] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock)
+    # serialises kills on the event loop, whose one thread would re-enter ``lock``
+    async_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def name(self) -> str:

@@ -28,7 +28,7 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-def _check_file(path: Path) -> None:
+def check_file(path: Path) -> None:
     """Refuse a file that is not SQLite, or is newer than we know, without touching it."""
     if not path.exists():
         return
@@ -92,7 +92,7 @@ class StateDB:
 
     def __init__(self, path: Path, migrate: migrations.Migrator = migrations.migrate) -> None:
         self.path = path
-        _check_file(path)
+        check_file(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(

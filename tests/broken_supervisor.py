@@ -19,6 +19,7 @@ import os
 import select
 import signal
 import sqlite3
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -37,6 +38,7 @@ from supervisor.auth import Token  # noqa: E402
 from supervisor.manager import ProcessManager  # noqa: E402
 from supervisor.statedb import StateDB  # noqa: E402
 from supervisor.stop import ladder, proc  # noqa: E402
+from supervisor.stop.containment import Containment, Target, choose  # noqa: E402
 from supervisor.stop.ladder import FindMembers, LadderResult  # noqa: E402
 
 log = logging.getLogger("supervisor")
@@ -98,11 +100,78 @@ def _no_subreaper() -> None:
     """Stay an ordinary parent: orphans of a program go to init, out of our sight."""
 
 
+# Removes a broken supervisor's cgroups once the test has killed what it left in them
+# (the supervisor itself leaves them populated, which is the fault); at most 120 s.
+JANITOR_SH = """\
+n=0
+while [ -d "$1" ] && [ $n -lt 1200 ]; do
+  read -r populated < "$1/cgroup.events" || exit 0
+  if [ "$populated" = "populated 0" ]; then
+    for c in "$1"/*/; do [ -d "$c" ] && rmdir "$c"; done 2>/dev/null
+    rmdir "$1" 2>/dev/null && exit 0
+  fi
+  n=$((n + 1))
+  sleep 0.1
+done
+"""
+
+
+class NoCleanupContainment:
+    """The chosen containment whose ``close`` kills nothing: what the programs' stop left
+    alive stays alive (a janitor removes the cgroups once the test killed it)."""
+
+    def __init__(self, real: Containment) -> None:
+        self._real = real
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def close(self) -> None:
+        root = getattr(self._real, "root", None)
+        if root is None or not root.exists():
+            return
+        for program in list(getattr(self._real, "_procs_fds", {})):
+            try:
+                self._real.released(program)
+            except OSError:
+                pass
+        subprocess.Popen(
+            ["/bin/sh", "-c", JANITOR_SH, "broken-supervisor-janitor", str(root)],
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+
+class LeaderOnlyContainment(NoCleanupContainment):
+    """The chosen containment (cgroup or session) whose stop signals only the leader, and
+    whose last-resort cleanup kills nothing."""
+
+    def stop(
+        self, target: Target, stop_signal: int, timeout: float, members: Any = None
+    ) -> LadderResult:
+        return leader_only_stop(lambda: [], target.leader, stop_signal, timeout)
+
+    async def stop_async(
+        self,
+        target: Target,
+        stop_signal: int,
+        timeout: float,
+        members: Any = None,
+        *,
+        signalled: Callable[[], None] = lambda: None,
+    ) -> LadderResult:
+        signalled()
+        return self.stop(target, stop_signal, timeout)
+
+
 class NoKeeper:
     """A keeper that is never started: nothing outlives a SIGKILLed supervisor to sweep."""
 
-    def __init__(self, instance: str) -> None:
-        self.instance = instance
+    def __init__(self, argv: list[str]) -> None:
+        self.argv = argv
 
     @property
     def pid(self) -> int | None:
@@ -144,8 +213,8 @@ class NoShutdownStop(ProcessManager):
 
 
 class KillThen500(ProcessManager):
-    def kill(self, name: str | None, timeout: float | None = None) -> dict[str, Any]:
-        super().kill(name, timeout)
+    async def kill_async(self, name: str | None, timeout: float | None = None) -> dict[str, Any]:
+        await super().kill_async(name, timeout)
         raise RuntimeError("kill_500 (test-only): the kill was done; this answer is made a 500")
 
 
@@ -161,8 +230,8 @@ class KillKillsAll(ProcessManager):
 
 
 class KillThenDrop(ProcessManager):
-    def kill(self, name: str | None, timeout: float | None = None) -> dict[str, Any]:
-        super().kill(name, timeout)
+    async def kill_async(self, name: str | None, timeout: float | None = None) -> dict[str, Any]:
+        await super().kill_async(name, timeout)
         os._exit(1)  # the old bug: the kill took the supervisor down, the client saw no answer
 
 
@@ -203,8 +272,6 @@ def _manager_factory(breaks: frozenset[str]) -> Callable[..., ProcessManager]:
     bases = tuple(cls for name, cls in _MANAGER_CLASSES.items() if name in breaks)
     manager_class = type("BrokenManager", bases, {}) if bases else ProcessManager
     kwargs: dict[str, Any] = {}
-    if "leader_only_kill" in breaks:
-        kwargs["stopper"] = leader_only_stop
     if "no_keeper" in breaks:
         kwargs["keeper"] = NoKeeper
     if "no_subreaper" in breaks:
@@ -219,12 +286,22 @@ def _app(breaks: frozenset[str], manager: ProcessManager, token: Token) -> FastA
     return create_app(manager, token, body_limit=body_limit)
 
 
+def _containment(breaks: frozenset[str], mode: str, instance: str) -> Containment:
+    real = choose(mode, instance)
+    if "leader_only_kill" in breaks:
+        return LeaderOnlyContainment(real)  # type: ignore[return-value]
+    if "no_shutdown_stop" in breaks:
+        return NoCleanupContainment(real)  # type: ignore[return-value]
+    return real
+
+
 def parts(breaks: frozenset[str]) -> cli.Parts:
     """The real supervisor's parts with the named ones replaced."""
     db = partial(StateDB, migrate=legacy_migration_error)
     return cli.Parts(
         load_config=partial(_load_config, breaks),
         db=db if "legacy_migration_error" in breaks else StateDB,
+        containment=partial(_containment, breaks),
         manager=_manager_factory(breaks),
         app=partial(_app, breaks),
     )

@@ -72,9 +72,34 @@ def test_protected_route_without_valid_token_is_401(api, anon, method, path, bod
     assert response.headers["www-authenticate"] == "Bearer"
 
 
+def test_401_body_says_where_the_token_comes_from(api, anon):
+    """The 401 names the header to send and where this supervisor's token is read from."""
+    body = _assert_error(anon.get("/processes"), 401)
+    assert "Authorization: Bearer <token>" in body["detail"]
+    assert "the SUPERVISOR_TOKEN environment variable" in body["detail"]
+    assert api.token not in body["detail"]
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded"])
+def test_non_json_body_is_422_saying_send_json(api, content_type):
+    """A body sent without a JSON content type: 422 telling to send Content-Type: application/json."""
+    response = api.client.post(
+        "/process/kill", content=b"name=worker", headers={"Content-Type": content_type}
+    )
+    body = _assert_error(response, 422)
+    assert 'send a JSON object with the header "Content-Type: application/json"' in body["detail"]
+    assert content_type in body["detail"]
+
+
+@pytest.mark.parametrize("path", ["/docs", "/openapi.json"])
+def test_docs_and_schema_need_no_token(anon, path):
+    """/docs and /openapi.json are open, as the README says: they hold no state."""
+    assert anon.get(path).status_code == 200
+
+
 def test_healthz_needs_no_token(anon):
-    """GET /healthz answers 200 without a token."""
-    assert anon.get("/healthz").json() == {"status": "ok"}
+    """GET /healthz answers 200 without a token and names the containment in use."""
+    assert anon.get("/healthz").json() == {"status": "ok", "containment": "cgroup"}
 
 
 MALFORMED = {
@@ -227,9 +252,9 @@ def test_openapi_lists_every_route_with_its_errors(anon):
         ("get", "/healthz"): set(),
         ("get", "/processes"): {"401"},
         ("get", "/process"): {"401", "404", "422"},
-        ("post", "/process/start"): {"401", "404", "413", "422"},
+        ("post", "/process/start"): {"401", "404", "409", "413", "422"},
         ("post", "/process/kill"): {"401", "404", "413", "422"},
-        ("post", "/process/restart"): {"401", "404", "413", "422"},
+        ("post", "/process/restart"): {"401", "404", "409", "413", "422"},
         ("get", "/events"): {"401", "422"},
     }
     assert set(paths) == {p for _, p in expected}

@@ -43,6 +43,10 @@ def _program(**overrides):
         ({"server": {"port": 70000}, "programs": [_program()]}, "server.port"),
         ({"server": {"hots": "x"}, "programs": [_program()]}, "unknown key(s) in [server]"),
         ({"servers": {}, "programs": [_program()]}, "unknown top-level key(s)"),
+        (
+            {"server": {"containment": "systemd"}, "programs": [_program()]},
+            "server.containment must be one of 'auto', 'cgroup', 'session', got 'systemd'",
+        ),
     ],
 )
 def test_invalid_config_message_names_key_and_value(raw, expected):

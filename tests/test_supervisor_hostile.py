@@ -1,4 +1,5 @@
-"""Hostile programs x {SIGTERM to the supervisor, POST /process/kill, SIGKILL to the supervisor}.
+"""Hostile programs x {SIGTERM to the supervisor, POST /process/kill, SIGKILL to the supervisor}
+x {cgroup, session} containment (the session fallback forced by ``server.containment``).
 
 Survivors are found by the test's environment marker through psutil, never by
 asking the supervisor.
@@ -29,8 +30,16 @@ HOSTILE = {
 }
 
 
-def _start(supervisor_factory, fixture: str) -> Supervisor:
-    sup = supervisor_factory([fixture_program(fixture, stop_timeout=STOP_TIMEOUT)])
+MODES = ["cgroup", "session"]
+
+
+def _start(supervisor_factory, fixture: str, mode: str = "auto") -> Supervisor:
+    sup = supervisor_factory(
+        [fixture_program(fixture, stop_timeout=STOP_TIMEOUT)], server={"containment": mode}
+    )
+    assert sup.client.get("/healthz").json()["containment"] == (
+        "cgroup" if mode == "auto" else mode
+    )
     sup.wait_workload(HOSTILE[fixture])
     return sup
 
@@ -48,10 +57,11 @@ def _db_states(sup: Supervisor) -> dict[str, str]:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("fixture", sorted(HOSTILE))
-def test_sigterm_to_supervisor_stops_hostile_tree(supervisor_factory, fixture):
+def test_sigterm_to_supervisor_stops_hostile_tree(supervisor_factory, fixture, mode):
     """SIGTERM: the supervisor exits within stop_timeout + ~1 s, writes stopped, leaves nothing."""
-    sup = _start(supervisor_factory, fixture)
+    sup = _start(supervisor_factory, fixture, mode)
     started = time.monotonic()
     sup.signal(signal.SIGTERM)
     code = sup.wait_exit(timeout=30)
@@ -63,10 +73,11 @@ def test_sigterm_to_supervisor_stops_hostile_tree(supervisor_factory, fixture):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("fixture", sorted(HOSTILE))
-def test_kill_endpoint_stops_hostile_tree(supervisor_factory, fixture):
+def test_kill_endpoint_stops_hostile_tree(supervisor_factory, fixture, mode):
     """POST /process/kill answers 200 with no survivors, and no marked workload process is left."""
-    sup = _start(supervisor_factory, fixture)
+    sup = _start(supervisor_factory, fixture, mode)
     response = sup.client.post("/process/kill", json={"name": fixture})
     assert response.status_code == 200, response.text
     body = response.json()
@@ -78,10 +89,11 @@ def test_kill_endpoint_stops_hostile_tree(supervisor_factory, fixture):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("fixture", sorted(HOSTILE))
-def test_sigkill_to_supervisor_leaves_no_hostile_process(supervisor_factory, fixture):
+def test_sigkill_to_supervisor_leaves_no_hostile_process(supervisor_factory, fixture, mode):
     """SIGKILL: no program process outlives the supervisor by more than 2 s."""
-    sup = _start(supervisor_factory, fixture)
+    sup = _start(supervisor_factory, fixture, mode)
     sup.signal(signal.SIGKILL)
     sup.wait_exit(timeout=5)
     killed_at = time.monotonic()

@@ -1,4 +1,8 @@
-"""POST /process/kill against a real supervisor and the real demo worker tree."""
+"""POST /process/kill against a real supervisor and the real demo worker tree.
+
+The main kill tests run under both containments (``contained``): cgroup, and the
+session fallback forced by ``server.containment``.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,14 @@ DEMO_TREE = 4  # leader, two children, one grandchild
 KILL_KEYS = {"name", "pid", "already_stopped", "exit_code", "signal", "duration_ms", "survivors"}
 
 
+@pytest.fixture(params=["cgroup", "session"])
+def contained(request, supervisor_factory) -> Supervisor:
+    """The demo worker under each containment, the one in use checked through /healthz."""
+    sup = supervisor_factory([demo_program()], server={"containment": request.param})
+    assert sup.client.get("/healthz").json()["containment"] == request.param
+    return sup
+
+
 def _check_kill_body(body: dict, pid: int | None, already_stopped: bool) -> None:
     assert set(body) == KILL_KEYS, body
     assert body["name"] == "worker"
@@ -27,7 +39,8 @@ def _check_kill_body(body: dict, pid: int | None, already_stopped: bool) -> None
 
 
 @pytest.mark.slow
-def test_kill_endpoint_acknowledges_and_terminates_worker(supervisor: Supervisor):
+def test_kill_endpoint_acknowledges_and_terminates_worker(contained: Supervisor):
+    supervisor = contained
     """100 kill/start cycles: every kill answers 200 with a valid body and leaves no process."""
     client = supervisor.client
     pid = supervisor.state()["pid"]
@@ -61,7 +74,8 @@ def test_kill_of_stopped_program_answers_already_stopped(supervisor: Supervisor)
     _check_kill_body(second.json(), pid, already_stopped=True)
 
 
-def test_concurrent_kills_all_answer_and_exactly_one_stops(supervisor: Supervisor):
+def test_concurrent_kills_all_answer_and_exactly_one_stops(contained: Supervisor):
+    supervisor = contained
     """Five simultaneous kills all answer 200; exactly one reports already_stopped false."""
     supervisor.wait_workload(DEMO_TREE)
     barrier = threading.Barrier(5)
@@ -139,7 +153,8 @@ def test_killed_program_stays_down_until_started(supervisor_factory):
     sup.wait_workload(DEMO_TREE)
 
 
-def test_restart_gives_a_new_tree(supervisor: Supervisor):
+def test_restart_gives_a_new_tree(contained: Supervisor):
+    supervisor = contained
     """POST /process/restart kills the whole old tree and starts a new leader."""
     old = {p.pid for p in supervisor.wait_workload(DEMO_TREE)}
     old_pid = supervisor.state()["pid"]

@@ -68,7 +68,12 @@ def test_missing_command_goes_fatal_with_os_error(supervisor_factory):
     assert sup.popen.poll() is None and sup.healthy()
     assert sup.state("worker")["state"] in ("starting", "running")
     again = sup.client.post("/process/start", json={"name": "ghost"})
-    assert again.status_code == 200 and again.json()["state"] == "fatal"
+    assert again.status_code == 409, again.text
+    assert "No such file or directory" in again.json()["detail"]
+    assert "ghost" in again.json()["detail"]
+    assert sup.state("ghost")["state"] == "fatal"
+    assert "event=start_failed program=ghost" in sup.log()
+    assert "WARNING" in next(line for line in sup.log().splitlines() if "start_failed" in line)
     killed = sup.client.post("/process/kill", json={"name": "ghost"})
     assert killed.status_code == 200 and killed.json()["already_stopped"] is True
 
@@ -134,7 +139,7 @@ def test_sigterm_writes_stopped_state_for_every_program(supervisor_factory):
 
 
 def test_start_after_exit_with_vanished_command_goes_fatal(supervisor_factory, tmp_path):
-    """An EXITED program whose executable was removed answers start with FATAL, not 500."""
+    """An EXITED program whose executable was removed answers start with 409 and goes FATAL."""
     script = tmp_path / "once.sh"
     script.write_text("#!/bin/sh\nexit 0\n")
     script.chmod(0o755)
@@ -142,9 +147,10 @@ def test_start_after_exit_with_vanished_command_goes_fatal(supervisor_factory, t
     sup.wait_state("exited")
     script.unlink()
     response = sup.client.post("/process/start", json={"name": "once"})
-    assert response.status_code == 200, response.text
-    assert response.json()["state"] == "fatal"
-    assert "No such file or directory" in response.json()["last_error"]
+    assert response.status_code == 409, response.text
+    assert "No such file or directory" in response.json()["detail"]
+    assert sup.state("once")["state"] == "fatal"
+    assert "No such file or directory" in sup.state("once")["last_error"]
     assert sup.events()[0]["kind"] == "fatal"
 
 

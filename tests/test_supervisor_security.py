@@ -27,15 +27,19 @@ def test_generated_token_file_is_private_and_never_logged(supervisor_factory, tm
 
 
 def test_generated_token_is_reused_on_restart(supervisor_factory):
-    """A second start on the same DB keeps the generated token, so clients keep working."""
+    """A second start on the same DB keeps the generated token, so clients keep working; only
+    the start that generated it logs token_generated."""
     first = supervisor_factory([demo_program(autostart=False)], token=None)
     token = first.db.with_name(first.db.name + ".token").read_text().strip()
+    assert "event=token_generated" in first.log()
     first.close_client()
     first.popen.terminate()
     assert first.wait_exit(timeout=15) == 0
     second = supervisor_factory([demo_program(autostart=False)], token=None, db=first.db)
     second.token = token
     assert second.client.get("/processes").status_code == 200
+    assert "event=token_generated" not in second.log()
+    assert "event=token_read" in second.log()
 
 
 def test_token_is_not_passed_to_programs(supervisor):
@@ -97,14 +101,14 @@ def test_port_in_use_is_a_clear_error(supervisor_factory):
     assert first.healthy()
 
 
-def test_an_unwritable_token_location_is_a_clear_error(supervisor_factory, tmp_path):
-    """No token given and no place to write one: exit 2 naming the file and the ways out."""
+def test_an_unusable_db_folder_is_a_clear_error(supervisor_factory, tmp_path):
+    """The DB's folder is a file: exit 2 naming the lock file and the way out, before any token."""
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the DB's folder should be\n")
     sup = supervisor_factory(
         [demo_program(autostart=False)], token=None, db=blocker / "state.db", wait_healthy=False
     )
     assert sup.wait_exit(timeout=20) == 2
-    assert f"cannot write the generated token file {blocker}/state.db.token" in sup.log()
-    assert "set SUPERVISOR_TOKEN or server.token_file" in sup.log()
+    assert f"state DB lock {blocker}/state.db.lock cannot be created" in sup.log()
+    assert f"make {blocker} a writable folder, or pass another --db" in sup.log()
     assert "Traceback" not in sup.log()

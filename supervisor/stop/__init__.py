@@ -1,10 +1,13 @@
-"""The stop machinery: how a program's whole tree is found, stopped, and never orphaned.
+"""The stop machinery: how a program's whole tree is held, stopped, and never orphaned.
 
+- ``containment``: the seam, chosen once at start-up (``server.containment``):
+  ``cgroup`` (every program in its own cgroup v2; its ladder in ``cgroup_ladder``)
+  or ``session`` (the fallback);
+- ``instance``: instance ids that tell a live owner from a dead one;
 - ``proc``: the /proc and pidfd layer (scan, stat, checked signals, reaping);
-- ``tree``: which processes belong to a program;
-- ``ladder``: the termination ladder (stop signal, wait, SIGSTOP+SIGKILL, rescan);
-- ``sweep``: kill every process of a supervisor instance (the keeper's last act);
-- ``keeper`` / ``keeper_link``: the process that outlives a SIGKILLed supervisor,
-  and the supervisor's end of its pipe;
-- ``reconcile``: what a new start does with processes a dead instance recorded.
+- session containment's parts: ``tree`` (which processes belong to a program),
+  ``ladder`` (stop signal, wait, SIGSTOP+SIGKILL, rescan), ``sweep`` (kill every
+  process of an instance), ``keeper`` (the Python keeper);
+- ``keeper_link``: the supervisor's end of the keeper's pipe (either keeper);
+- ``reconcile``: what a new start does with what a dead instance left.
 """

@@ -1,7 +1,9 @@
 """The supervisor's end of the keeper: start it, watch it, and let it go.
 
 ``Keeper`` is what the process manager needs of it; the manager takes a factory
-``instance -> Keeper`` (``KeeperLink`` by default), so a test can hand it another.
+``argv -> Keeper`` (``KeeperLink`` by default), so a test can hand it another. The
+argv comes from the containment: ``sh`` writing ``cgroup.kill`` (cgroup), or
+``python -m supervisor.stop.keeper INSTANCE`` sweeping marked processes (session).
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-import sys
 from typing import Protocol
 
 log = logging.getLogger("supervisor.stop.keeper")
@@ -29,8 +30,8 @@ class Keeper(Protocol):
 class KeeperLink:
     """Holds the write end of the keeper's stdin; the keeper acts when it closes."""
 
-    def __init__(self, instance: str) -> None:
-        self.instance = instance
+    def __init__(self, argv: list[str]) -> None:
+        self.argv = argv
         self._popen: subprocess.Popen[bytes] | None = None
 
     @property
@@ -41,7 +42,7 @@ class KeeperLink:
         # a bare environment: the keeper is no program and must carry no program's markers
         env = {k: v for k, v in os.environ.items() if k in ("PATH", "PYTHONPATH", "LANG")}
         self._popen = subprocess.Popen(
-            [sys.executable, "-m", "supervisor.stop.keeper", self.instance],
+            self.argv,
             stdin=subprocess.PIPE,
             start_new_session=True,
             env=env,

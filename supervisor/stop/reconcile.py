@@ -1,20 +1,23 @@
 """Reconcile what the DB recorded with what is alive, at start.
 
-A previous supervisor on this DB that was SIGKILLed may have left processes
-(if its keeper died too). Any recorded process still alive on this boot with
-the recorded create time, and anything carrying that instance's marker, is
-stopped, and the program's row is logged as ``recovered``.
+Runs only once this supervisor holds the DB's lock (``supervisor.owner``), so
+the instance the DB recorded is really gone. A SIGKILLed predecessor may have
+left processes (if its keeper died too): the containment reclaims that
+instance's leftovers (its cgroup subtree, or its marked processes), any
+recorded leader still alive on this boot with the recorded create time is
+stopped, and the program's row is logged as ``recovered``. Then every other
+dead instance's leftovers the containment can see are reclaimed too.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import signal
 
 from supervisor.statedb import StateDB
 from supervisor.states import State
-from supervisor.stop import proc, sweep
+from supervisor.stop import proc
+from supervisor.stop.containment import Containment
 
 log = logging.getLogger("supervisor.process")
 
@@ -28,15 +31,25 @@ def _kill_recorded(pid: int | None, create_time: float | None) -> int:
     return 1 if proc.signal_checked(info, signal.SIGKILL) else 0
 
 
-def reconcile(db: StateDB) -> None:
+def reconcile(db: StateDB, containment: Containment) -> None:
+    reclaimed: dict[str, int] = {}
     for rec in db.live_records():
         killed = 0
-        if rec["boot_id"] == proc.boot_id() and rec["instance"]:
-            killed = sweep.sweep(rec["instance"].encode(), exclude={os.getpid()})
+        instance = rec["instance"]
+        if rec["boot_id"] == proc.boot_id() and instance:
+            if instance not in reclaimed:
+                reclaimed[instance] = containment.reclaim(instance)
+                killed = reclaimed[instance]
             killed += _kill_recorded(rec["pid"], rec["create_time"])
         detail = (
-            f"previous instance {rec['instance']} left pid {rec['pid']};"
+            f"previous instance {instance} left pid {rec['pid']};"
             f" stopped {killed} leftover process(es)"
         )
         db.record_state(rec["id"], State.STOPPED.value, "recovered", detail, pid=None)
         log.info("event=recovered program=%s %s", rec["name"], detail)
+    for instance, killed in containment.reclaim_orphans().items():
+        log.warning(
+            "event=reclaimed instance=%s killed=%d (a dead supervisor's cgroup subtree)",
+            instance,
+            killed,
+        )

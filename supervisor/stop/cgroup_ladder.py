@@ -1,0 +1,199 @@
+"""The cgroup termination ladder, written once and driven blocking or on the event loop.
+
+``ladder`` is a generator: it signals the members of one cgroup (read from
+``cgroup.procs``) through pidfds checked against a second read, yields what to
+wait for (an fd to become readable, a timeout), signals newcomers while the
+cgroup stays populated, writes ``cgroup.kill`` at the timeout, and finally waits
+for the signalled pidfds, so the leader's exit status is there to collect.
+``run_sync`` drives it with ``poll`` (the monitor thread, shutdown, reclaiming);
+``run_async`` with the event loop's ``add_reader`` (``POST /process/kill``).
+
+Emptiness is ``populated 0`` in ``cgroup.events``; kernfs flags a change of that
+file as POLLPRI on the open file until it is read again (``Watch``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import select
+import signal
+import time
+from collections.abc import Callable, Generator
+from pathlib import Path
+
+from supervisor.stop.ladder import KILL_PHASE_LIMIT_S, RESCAN_INTERVAL_S, LadderResult
+
+log = logging.getLogger("supervisor.stop.cgroup")
+
+
+def procs(cgroup: Path) -> list[int]:
+    """The pids in one cgroup (not its children); [] when it is gone."""
+    try:
+        with open(cgroup / "cgroup.procs", "rb") as fh:
+            return [int(x) for x in fh.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+class Watch:
+    """``populated`` of one cgroup, and an fd that turns readable when ``cgroup.events`` changes.
+
+    kernfs flags a change of ``cgroup.events`` as POLLPRI on the open file, until the
+    file is read again. An epoll set holding just that (level-triggered) is itself
+    readable exactly then, so the same fd serves ``poll`` and the event loop's
+    ``add_reader``. (inotify would do too, but closing an inotify instance waits
+    for an SRCU grace period: 8-20 ms on every kill.)
+    """
+
+    def __init__(self, cgroup: Path) -> None:
+        self.cgroup = cgroup
+        self.events = os.open(cgroup / "cgroup.events", os.O_RDONLY | os.O_CLOEXEC)
+        self._epoll = select.epoll()
+        self._epoll.register(self.events, select.EPOLLPRI)
+        self.fd = self._epoll.fileno()
+
+    def populated(self) -> bool:
+        # reading re-arms the POLLPRI notification
+        return b"populated 1" in os.pread(self.events, 256, 0)
+
+    def close(self) -> None:
+        self._epoll.close()
+        os.close(self.events)
+
+
+def _readable(fd: int) -> bool:
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+def wait_sync(fd: int, timeout: float) -> None:
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    poller.poll(max(0.0, timeout) * 1000)
+
+
+async def _wait_async(fd: int, timeout: float) -> None:
+    loop = asyncio.get_running_loop()
+    woken = loop.create_future()
+
+    def wake() -> None:
+        if not woken.done():
+            woken.set_result(None)
+
+    loop.add_reader(fd, wake)
+    timer = loop.call_later(max(0.0, timeout), wake)
+    try:
+        await woken
+    finally:
+        timer.cancel()
+        loop.remove_reader(fd)
+
+
+# ----- the ladder -------------------------------------------------------------------
+
+
+class _Signaller:
+    """pidfds of the members signalled so far."""
+
+    def __init__(self, cgroup: Path, result: LadderResult) -> None:
+        self.cgroup = cgroup
+        self.result = result
+        self.fds: dict[int, int] = {}
+
+    def signal_new(self, sig: int) -> None:
+        opened = {}
+        for pid in procs(self.cgroup):
+            if pid not in self.fds:
+                try:
+                    opened[pid] = os.pidfd_open(pid)
+                except ProcessLookupError:
+                    continue
+        if not opened:
+            return
+        # a pid read before its pidfd was opened may have been reused meanwhile; the
+        # pidfd is ours to signal only if the pid is (still) in the cgroup now
+        still = set(procs(self.cgroup))
+        for pid, fd in opened.items():
+            self.fds[pid] = fd
+            if pid in still:
+                try:
+                    signal.pidfd_send_signal(fd, sig)
+                    self.result.signalled.add(pid)
+                except ProcessLookupError:
+                    pass
+
+    def close(self) -> None:
+        for fd in self.fds.values():
+            os.close(fd)
+        self.fds.clear()
+
+
+_Wait = tuple[int, float]  # wait until this fd is readable, at most this many seconds
+
+
+def ladder(
+    cgroup: Path, watch: Watch, stop_signal: int, timeout: float
+) -> Generator[_Wait, None, LadderResult]:
+    """Yields what to wait for; returns who was signalled and who survived."""
+    result = LadderResult()
+    signaller = _Signaller(cgroup, result)
+    try:
+        deadline = time.monotonic() + timeout
+        signaller.signal_new(stop_signal)
+        while watch.populated():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            yield watch.fd, min(remaining, RESCAN_INTERVAL_S)
+            if watch.populated():
+                signaller.signal_new(stop_signal)  # what was forked meanwhile
+        if watch.populated():
+            log.warning(
+                "event=ladder_escalate cgroup=%s pids=%s after stop_timeout=%.1fs",
+                cgroup,
+                procs(cgroup),
+                timeout,
+            )
+            (cgroup / "cgroup.kill").write_bytes(b"1")
+            kill_end = time.monotonic() + KILL_PHASE_LIMIT_S
+            while watch.populated() and time.monotonic() < kill_end:
+                yield watch.fd, kill_end - time.monotonic()
+            result.survivors = sorted(procs(cgroup))
+        # a process leaves its cgroup a moment before it becomes a zombie its parent can
+        # reap; wait for the pidfds too, so the leader's exit status is there to collect
+        for fd in signaller.fds.values():
+            if not result.survivors and not _readable(fd):
+                yield fd, KILL_PHASE_LIMIT_S
+        return result
+    finally:
+        signaller.close()
+
+
+def run_sync(ladder: Generator[_Wait, None, LadderResult]) -> LadderResult:
+    try:
+        wait = next(ladder)
+        while True:
+            wait_sync(*wait)
+            wait = ladder.send(None)
+    except StopIteration as done:
+        result: LadderResult = done.value
+        return result
+
+
+async def run_async(
+    ladder: Generator[_Wait, None, LadderResult], signalled: Callable[[], None]
+) -> LadderResult:
+    try:
+        try:
+            wait = next(ladder)  # the stop signal goes out here
+        finally:
+            signalled()
+        while True:
+            await _wait_async(*wait)
+            wait = ladder.send(None)
+    except StopIteration as done:
+        result: LadderResult = done.value
+        return result
