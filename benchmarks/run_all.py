@@ -115,7 +115,14 @@ def main() -> int:
         "--skip",
         action="append",
         default=[],
-        choices=["kill_latency", "vs_supervisord", "drill_suite", "site_scale", "verify_scale", "soak"],
+        choices=[
+            "kill_latency",
+            "vs_supervisord",
+            "drill_suite",
+            "site_scale",
+            "verify_scale",
+            "soak",
+        ],
     )
     args = parser.parse_args()
     benches = {
