@@ -221,11 +221,11 @@ class KillThen500(ProcessManager):
 class KillKillsAll(ProcessManager):
     """A per-program kill that takes every other program down with it, then answers."""
 
-    def kill(self, name: str | None, timeout: float | None = None) -> dict[str, Any]:
-        target = super().kill(name, timeout)
+    async def kill_async(self, name: str | None, timeout: float | None = None) -> dict[str, Any]:
+        target = await super().kill_async(name, timeout)
         for other in list(self.programs):
             if other != target.get("name"):
-                super().kill(other, timeout)
+                await super().kill_async(other, timeout)
         return target
 
 
