@@ -69,7 +69,7 @@ log = logging.getLogger("flows.site")
 STATE = ".publish-state.json"
 REFERENCE_CACHE = ".reference-cache.json"
 # Bump when the run or log page layout changes: every cached page is rendered again.
-PAGE_VERSION = "run-page-4"
+PAGE_VERSION = "run-page-5"
 HANDWRITTEN_SKIP = {GENERATED, "index.md", "about.md", "stylesheets"}
 
 
