@@ -18,6 +18,7 @@ from pathlib import Path
 
 from flows import registry
 from flows.errors import FlowsError
+from flows.trends.formatting import WINDOW_HOURS  # no pandas: the publish default
 
 DEFAULT_ROOT = "pilot_artifacts"
 
@@ -183,6 +184,14 @@ def _add_evidence(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--no-build",
         action="store_true",
         help="generate the Markdown pages only; skip mkdocs build",
+    )
+    publish.add_argument(
+        "--stale-hours",
+        type=float,
+        default=WINDOW_HOURS,
+        metavar="H",
+        help="the schedule's window: a drill with no outcome for longer is stale, a night "
+        "counts as missed once H hours have passed since it began (default: %(default)g)",
     )
 
     synth = sub.add_parser("synth", help="write synthetic run folders (for demos and benchmarks)")

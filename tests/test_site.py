@@ -3,8 +3,10 @@ and one incomplete."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -114,9 +116,8 @@ def test_incomplete_run_page_says_it_proves_nothing_about_the_rest(built):
     assert "proves nothing about the rest" in html
 
 
-def test_every_local_link_and_image_resolves(built):
-    """Raw-HTML links bypass MkDocs' own check, so walk every page of the built site."""
-    site = built["site"]
+def dead_links(site: Path) -> list[str]:
+    """Every local link or image of the built site whose target is not there."""
     missing = []
     for html in site.rglob("*.html"):
         if "assets" in html.parts or html.name == "404.html":  # 404 uses root-absolute URLs
@@ -130,7 +131,38 @@ def test_every_local_link_and_image_resolves(built):
                 target = target / "index.html"
             if not target.exists():
                 missing.append(f"{html.relative_to(site)}: <{tag}> {ref}")
+    return missing
+
+
+def test_every_local_link_and_image_resolves(built):
+    """Raw-HTML links bypass MkDocs' own check, so walk every page of the built site."""
+    missing = dead_links(built["site"])
     assert not missing, "\n".join(missing[:20])
+
+
+def test_a_site_published_outside_a_checkout_has_no_dead_link(tmp_path, monkeypatch):
+    """No ./docs (an installed package, a cron job in /tmp): run pages' "how to verify"
+    link still opens a page, the one the package ships."""
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "artifacts"
+    write_synthetic_runs(root, 2, seed=5)
+    publish(root, tmp_path / "site")
+    missing = dead_links(tmp_path / "site")
+    assert not missing, "\n".join(missing[:20])
+    verify_page = (tmp_path / "site" / "verify" / "index.html").read_text()
+    assert "python -m flows verify ROOT --key" in verify_page
+
+
+def test_a_run_whose_writer_died_shows_the_digests_a_later_run_signed(built):
+    """No manifest.json but a signed statement: the page lists the signed digests rather
+    than saying the files cannot be checked."""
+    run = built["root"] / built["incomplete"]
+    assert not (run / "manifest.json").exists() and (run / "attestation.dsse.json").exists()
+    html = page(built, run_page_url(built["incomplete"]))
+    assert "never sealed" not in html and "cannot be checked" not in html
+    assert "the run stopped before sealing it" in html
+    digest = hashlib.sha256((run / "results.json").read_bytes()).hexdigest()
+    assert f"{digest}  results.json" in html
 
 
 def test_site_loads_nothing_from_other_hosts(built):
@@ -206,6 +238,7 @@ def test_cli_publish_no_build_writes_the_sources_only(tmp_path):
         artifacts = str(root)
         site_dir = str(tmp_path / "out")
         no_build = True
+        stale_hours = 26.0
 
     assert cmd_publish(Args()) == 0
     out = tmp_path / "out"
@@ -239,6 +272,7 @@ def test_cli_publish_exits_1_when_a_run_does_not_verify(tmp_path, capsys):
         artifacts = str(root)
         site_dir = str(tmp_path / "site")
         no_build = False
+        stale_hours = 26.0
 
     assert cmd_publish(Args()) == 1
     assert (tmp_path / "site" / run_page_url(victim.name) / "index.html").is_file()
@@ -270,3 +304,51 @@ def test_counts_agree_between_the_archive_the_months_and_the_run_pages(built):
         total += int(runs)
     assert total == len(built["runs"])
     assert len(list((built["site"] / "generated" / "runs").glob("*/index.html"))) == total
+
+
+def test_a_deleted_newest_run_breaks_the_log_and_publish_says_so(tmp_path, capsys):
+    """Every remaining folder matches its manifest, but the log lists a run that is gone:
+    exit 1 naming the log, FAIL on the home page with the log's problems, and no run page
+    claiming the evidence is intact without saying so."""
+    root = tmp_path / "artifacts"
+    write_synthetic_runs(root, 6, seed=3)
+    shutil.rmtree(sorted(root.glob("chaos-drill-*"))[-1])
+    problems = load_history(root).problems
+    assert problems, "verify finds the log broken"
+
+    class Args:
+        artifacts = str(root)
+        site_dir = str(tmp_path / "out")
+        no_build = True
+        stale_hours = 26.0
+
+    assert cmd_publish(Args()) == 1
+    err = capsys.readouterr().err
+    assert f"the evidence log does not verify ({len(problems)} problem(s))" in err
+    home = (tmp_path / "out" / "generated" / "home.md").read_text()
+    # the newest run is gone, so the word may be STALE too; never PASS, and the log is a reason
+    assert 'data-state="pass"' not in home
+    assert re.search(r'class="status-why">[^<]*the evidence log does not verify', home)
+    assert "The evidence log does not verify" in home  # the integrity section
+    assert "verifies intact" not in home
+    kept = sorted(p.name for p in root.glob("chaos-drill-*"))[0]
+    run_html = (tmp_path / "out" / run_page_url(kept) / "index.html").read_text()
+    assert "The evidence log of this root does not verify" in run_html
+
+
+def test_cli_publish_takes_the_window_and_refuses_a_non_positive_one(tmp_path):
+    """--stale-hours reaches the home page's banner; 0 is a usage error naming the flag."""
+    root = tmp_path / "artifacts"
+    write_synthetic_runs(root, 2, seed=6)
+    out = tmp_path / "out"
+    done = run_flows(
+        "publish", "--artifacts", str(root), "--site-dir", str(out), "--no-build",
+        "--stale-hours", "3",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    home = (out / "generated" / "home.md").read_text()
+    assert 'data-window-hours="3"' in home and "stale after 3 h" in home
+    bad = run_flows(
+        "publish", "--artifacts", str(root), "--site-dir", str(out), "--stale-hours", "0"
+    )
+    assert bad.returncode == 2 and "--stale-hours must be a positive number" in bad.stderr

@@ -1,9 +1,9 @@
 """The built evidence site in a real browser (Debian's chromium), served on 127.0.0.1 by
 ``python -m http.server``'s own handler (which serves ``.log`` as a download).
 
-Two sites are built once for the module: a clean history (PASS) and one with a
-flaky, a regressed and a drifting drill (FAIL), written by
-:func:`tests.test_site_marks.write_history`.
+Three sites are built once for the module: a clean history (PASS), one with a
+flaky, a regressed and a drifting drill (FAIL), and one whose last two nights are
+missing (STALE), written by :func:`tests.test_site_marks.write_history`.
 """
 
 from __future__ import annotations
@@ -50,12 +50,20 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     work = tmp_path_factory.mktemp("browser")
     write_history(work / "clean", 12)
     write_history(work / "marked", 30, marked, drifting)
+    tonight = datetime.now(UTC).replace(hour=2, minute=0, second=0, microsecond=0)
+    write_history(work / "stale", 10, end=tonight - timedelta(days=2))
     publish(work / "clean", work / "clean-site")
     publish(work / "marked", work / "marked-site")
-    servers = [_serve(work / "clean-site"), _serve(work / "marked-site")]
+    publish(work / "stale", work / "stale-site")
+    servers = [_serve(work / f"{name}-site") for name in ("clean", "marked", "stale")]
     runs = sorted(p.name for p in (work / "marked").glob("chaos-drill-*"))
     try:
-        yield {"clean": servers[0][1], "marked": servers[1][1], "runs": runs}
+        yield {
+            "clean": servers[0][1],
+            "marked": servers[1][1],
+            "stale": servers[2][1],
+            "runs": runs,
+        }
     finally:
         for server, _ in servers:
             server.shutdown()
@@ -118,6 +126,19 @@ def test_a_site_nobody_republished_turns_stale_in_the_browser(served, page):
     assert "older than the 26 h" in page.locator("#evidence-status").inner_text()
     ages = page.locator("[data-at]").all_inner_texts()
     assert ages and all(a.endswith("days ago") for a in ages)
+    # a drill page ages its "Last verified pass" the same way: red, in days
+    page.goto(served["clean"] + "generated/drills/sigterm/", wait_until="networkidle")
+    last_pass = page.locator("[data-at]")
+    assert last_pass.inner_text().endswith("days ago")
+    assert "badge-fail" in (last_pass.get_attribute("class") or "")
+
+
+def test_a_history_whose_last_nights_are_missing_reads_stale(served, page):
+    """No clock moved: the published word is STALE, the missed nights named as gaps."""
+    page.goto(served["stale"], wait_until="networkidle")
+    assert _status(page) == ("stale", "STALE")
+    assert "newest outcome is from" in page.locator("#evidence-status").inner_text()
+    assert page.locator("text=gap(s) in the last 30 nights").count() == 1
 
 
 def test_flaky_regressed_and_drifting_drills_are_marked_on_home(served, page):

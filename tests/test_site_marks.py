@@ -251,3 +251,47 @@ def test_sitemap_is_absent_and_run_pages_are_searchable(marked_site):
     index = json.loads((marked_site["site"] / "search" / "search_index.json").read_text())
     titles = {d["title"] for d in index["docs"] if "/runs/" in d["location"]}
     assert len(titles) == 30
+
+
+def test_the_window_set_at_publish_reaches_marks_banner_status_and_drill_pages(tmp_path):
+    """publish(hours=1), three hours after tonight's run: every page reads the 1 h window."""
+    root = tmp_path / "artifacts"
+    write_history(root, 3)
+    tonight = datetime.now(UTC).replace(hour=2, minute=0, second=0, microsecond=0)
+    now = pd.Timestamp(tonight + timedelta(hours=3))
+    site = tmp_path / "site"
+    home_md = publish(root, site, build=False, now=now, hours=1)
+    home = home_md.read_text()
+    assert 'data-state="stale"' in home and "stale after 1 h" in home
+    assert "no outcome within 1 h" in home  # the stale marks
+    assert 'data-fresh-hours="1"' in home and 'data-fresh-hours="26"' not in home
+    drill = (site / "generated" / "drills" / f"{registry.DRILL_IDS[0]}.md").read_text()
+    assert re.search(r'class="badge badge-fail" data-at="[^"]+" data-fresh-hours="1"', drill)
+    # the same history within the default 26 h window passes
+    default = publish(root, tmp_path / "site-26", build=False, now=now).read_text()
+    assert 'data-state="pass"' in default and "stale after 26 h" in default
+
+
+def test_drill_pages_age_their_last_verified_pass_in_the_browser_too(marked_site):
+    """The drill page's "Last verified pass" carries its window, and the page the script."""
+    html = (marked_site["site"] / "generated" / "drills" / "sigterm" / "index.html").read_text()
+    assert re.search(r'data-at="[^"]+" data-fresh-hours="26"', html)
+    assert 'querySelectorAll("[data-at]")' in html
+
+
+def test_chart_date_labels_stay_inside_the_chart(marked_site):
+    """The first and last date of each chart's x axis are not cut off at its edges."""
+    charts = marked_site["site"] / "generated" / "charts"
+    checked = 0
+    for svg in charts.glob("*.svg"):
+        text = svg.read_text()
+        width = float(re.search(r'viewBox="0 0 ([\d.]+) ', text).group(1))
+        labels = re.findall(
+            r'<text x="([\d.]+)" y="[\d.]+" text-anchor="(\w+)">(\d{4}-\d{2}-\d{2})</text>', text
+        )
+        for x, anchor, label in labels:
+            span = 6.6 * len(label)  # 11 px sans-serif: about 0.6 em a character
+            left = float(x) - {"start": 0, "middle": span / 2, "end": span}[anchor]
+            assert 0 <= left and left + span <= width, (svg.name, label, anchor, x)
+            checked += 1
+    assert checked >= 6 * 3, "the drill charts have dated x axes"

@@ -42,7 +42,7 @@ def _intro(drill: str) -> str:
 HISTORY_ROWS = 60  # the newest executions on the page; the archive holds every run
 
 
-def _figures(row: Any, now: pd.Timestamp) -> list[str]:
+def _figures(row: Any, now: pd.Timestamp, hours: float) -> list[str]:
     n = int(row["outcomes"])
     return [
         "| Latest | Runs | Pass 7 | Pass 30 | All time | Streak |",
@@ -54,7 +54,7 @@ def _figures(row: Any, now: pd.Timestamp) -> list[str]:
         "| Flips | Regressions | Last verified pass | Missed nights |",
         "| ---: | ---: | --- | ---: |",
         f"| {int(row['flips'])} | {int(row['regressions'])} "
-        f"| {ago(row['last_verified_pass'], now)} | {gaps_cell(int(row['gaps']))} |",
+        f"| {ago(row['last_verified_pass'], now, hours)} | {gaps_cell(int(row['gaps']))} |",
     ]
 
 
@@ -115,7 +115,7 @@ def drill_page(drill: str, s: Section, now: pd.Timestamp) -> str:
         "",
         _intro(drill),
         "",
-        *_figures(s.table.loc[drill], now),
+        *_figures(s.table.loc[drill], now, s.hours),
         "",
         "## Marks",
         "",

@@ -36,6 +36,7 @@ from flows.site._html import (
     when,
 )
 from flows.site._timeline import timeline_svg
+from flows.trends.formatting import WINDOW_HOURS, last_night
 from flows.trends.history import History
 from flows.trends.maths import OUTCOMES
 
@@ -57,6 +58,7 @@ class Section:
     regressions: pd.DataFrame
     categories: pd.DataFrame
     gen: str  # "generated/" or "generated/hosts/<host>/"
+    hours: float  # the schedule's window every page of the section uses (publish --stale-hours)
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -69,16 +71,22 @@ def _newest_outcomes(s: Section) -> pd.Series:
     return done.groupby("drill")["started_at"].max().reindex(s.table.index)
 
 
-def section_status(s: Section, now: pd.Timestamp, hours: float) -> tuple[str, list[str]]:
-    """The state of one host and the reasons, most urgent state first."""
+def section_status(s: Section, now: pd.Timestamp) -> tuple[str, list[str]]:
+    """The state of one host and the reasons, most urgent state first. Evidence that does
+    not verify as a whole (the log, its checkpoint) is ``fail``: nothing on it can pass."""
     reasons: dict[str, list[str]] = {k: [] for k in STATES}
     newest = _newest_outcomes(s)
     where = f" on {s.host}" if s.host else ""
     for drill, at in newest.items():
         if pd.isna(at):
             reasons["stale"].append(f"{drill} has no outcome{where}")
-        elif now - at > pd.Timedelta(hours=hours):
+        elif now - at > pd.Timedelta(hours=s.hours):
             reasons["stale"].append(f"{drill}'s newest outcome{where} is from {when(at)}")
+    problems = s.history.problems
+    if problems:
+        reasons["fail"].append(
+            f"the evidence log{where} does not verify ({len(problems)} problem(s)): {problems[0]}"
+        )
     bad = s.table[s.table["latest_status"].isin(("fail", "error"))]
     for drill, row in bad.iterrows():
         reasons["fail"].append(f"{drill} {row['latest_status']}s{where} ({row['latest_run']})")
@@ -111,13 +119,13 @@ def lacking(s: Section) -> tuple[str, set[str]]:
 
 
 def site_status(
-    sections: list[Section], now: pd.Timestamp, hours: float = 26.0
+    sections: list[Section], now: pd.Timestamp
 ) -> tuple[str, list[str], pd.Timestamp | None]:
     """The site's one word, every reason, and the oldest of the drills' newest outcomes."""
     states, reasons = [], []
     oldest: pd.Timestamp | None = None
     for s in sections:
-        state, why = section_status(s, now, hours)
+        state, why = section_status(s, now)
         states.append(state)
         reasons += why
         newest = _newest_outcomes(s)
@@ -130,8 +138,9 @@ def site_status(
     return state, reasons, oldest
 
 
-def _banner(sections: list[Section], now: pd.Timestamp, hours: float) -> list[str]:
-    state, reasons, oldest = site_status(sections, now, hours)
+def _banner(sections: list[Section], now: pd.Timestamp) -> list[str]:
+    state, reasons, oldest = site_status(sections, now)
+    hours = sections[0].hours if sections else WINDOW_HOURS
     why = "; ".join(reasons) if reasons else "every drill passed its latest run within the window"
     stamp = "" if oldest is None else oldest.isoformat()
     return [
@@ -199,7 +208,7 @@ def status_cell(s: Section, drill: str, up: str) -> str:
     return f"{link} {row['latest_at']:%m-%d %H:%M}"
 
 
-def _drill_table(sections: list[Section], now: pd.Timestamp, hours: float, p: str) -> list[str]:
+def _drill_table(sections: list[Section], now: pd.Timestamp, p: str) -> list[str]:
     names = list(sections[0].table.index)
     for s in sections[1:]:
         names += [d for d in s.table.index if d not in names]
@@ -215,7 +224,7 @@ def _drill_table(sections: list[Section], now: pd.Timestamp, hours: float, p: st
                         a(f"{up}drills/{drill}/", drill),
                         status_cell(s, drill, up),
                         mark_badges(s.marks.get(drill, [])),
-                        ago(row["last_verified_pass"], now, hours),
+                        ago(row["last_verified_pass"], now, s.hours),
                         rate_cell(row["pass_30"], min(row["outcomes"], 30), 30),
                         str(int(row["gaps"])),
                     ]
@@ -293,10 +302,25 @@ def _integrity(s: Section, p: str) -> list[str]:
     broken = runs[runs["problems"].ne("") & ~runs["verified"]]
     unfinished = runs[runs["status"].ne("complete") & runs["problems"].eq("")]
     out = []
-    if broken.empty:
+    log_problems = s.history.problems
+    if log_problems:
+        out += [f'!!! danger "The evidence log{where} does not verify"', ""]
+        lines = [f"- {esc(line)}" for line in log_problems[:20]]
+        more = len(log_problems) - 20
+        lines += [f"- … and {more} more: run `python -m flows verify`"] if more > 0 else []
+        out += [*indent(lines), ""]
+    if broken.empty and not log_problems:
         out += [
             f'!!! success "Every sealed run{where} verifies intact"',
-            "    The manifests and the hash chain match the files on disk.",
+            "    `python -m flows verify` found every sealed run's files matching its manifest, "
+            "the chain unbroken and, for signed runs, each statement's signature and its place "
+            "in the log under the signed checkpoint.",
+            "",
+        ]
+    elif broken.empty:
+        out += [
+            f'!!! warning "Every run folder{where} matches its own manifest"',
+            "    but the log above does not verify: a run may have been removed or rewritten.",
             "",
         ]
     else:
@@ -324,7 +348,7 @@ def timeline(
     drills = s.history.drills
     if drills.empty:
         return "<p>No runs yet.</p>"
-    last = max(drills["night"].max(), (now - pd.Timedelta(hours=26)).normalize())
+    last = max(drills["night"].max(), last_night(now, s.hours))
     first = max(drills["night"].min(), last - pd.Timedelta(days=nights - 1))
     svg = timeline_svg(drills, list(s.table.index), first, last, "../")
     path = docs / s.gen / "charts" / f"{name}.svg"
@@ -337,13 +361,14 @@ def timeline(
     )
 
 
-def home_page(sections: list[Section], now: pd.Timestamp, docs: Path, hours: float = 26.0) -> str:
-    """The generated part of the home page (included by index.md, so links start at the root)."""
+def home_page(sections: list[Section], now: pd.Timestamp, docs: Path) -> str:
+    """The generated part of the home page (included by index.md, so links start at the root);
+    each section's window is its ``hours``."""
     p = "generated/"
     out = [
-        *_banner(sections, now, hours),
+        *_banner(sections, now),
         *_latest_runs(sections, p),
-        *_drill_table(sections, now, hours, p),
+        *_drill_table(sections, now, p),
         *_mark_list(sections),
         "## Completeness",
         "",

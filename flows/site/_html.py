@@ -13,7 +13,6 @@ import html
 import numbers
 import re
 from collections.abc import Iterator
-from datetime import timedelta
 from typing import Any
 
 import pandas as pd
@@ -56,14 +55,6 @@ def badge(kind: str, text: str | None = None) -> str:
 
 def when(ts: Any) -> str:
     return "—" if ts is None or pd.isna(ts) else f"{ts:%Y-%m-%d %H:%M} UTC"
-
-
-def age(delta: object) -> str:
-    """Time since the last verified pass: green while fresh, red when stale, grey if never."""
-    text = fmt.age(delta)
-    if not isinstance(delta, timedelta):
-        return badge("missing", text)
-    return badge("pass" if fmt.is_fresh(delta) else "fail", text)
 
 
 def streak(row: pd.Series) -> str:
@@ -168,7 +159,8 @@ def rate_cell(value: object, n: object, window: int | None = None) -> str:
 
 
 def ago(ts: Any, now: pd.Timestamp, fresh_hours: float | None = None) -> str:
-    """An age badge the home page's script keeps current (``data-at``), from ``ts``."""
+    """An age badge the pages' script keeps current (``data-at``), from ``ts``: green
+    within ``fresh_hours`` (the schedule's window), red after it, grey when never."""
     if ts is None or pd.isna(ts):
         return badge("missing", "never")
     delta = now - ts

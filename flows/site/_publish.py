@@ -34,6 +34,7 @@ from typing import Any
 import pandas as pd
 
 from flows.errors import EvidenceError
+from flows.evidence.layout import ATTESTATION
 from flows.site import _build
 from flows.site._archive import archive_index, archive_month
 from flows.site._categories import categorise
@@ -42,10 +43,17 @@ from flows.site._home import Section, home_page, site_status, trends_page
 from flows.site._html import records
 from flows.site._paths import GENERATED, assets_dir, default_docs, host_prefix
 from flows.site._reference import reference_page
-from flows.site._runs import copy_run, log_page, log_page_name, parse_json, run_page
+from flows.site._runs import (
+    copy_run,
+    log_page,
+    log_page_name,
+    parse_json,
+    run_page,
+    signed_files,
+)
 from flows.trends import charts
 from flows.trends import maths as trends
-from flows.trends.formatting import last_night
+from flows.trends.formatting import WINDOW_HOURS, last_night
 from flows.trends.history import (
     History,
     broken_runs,
@@ -54,14 +62,14 @@ from flows.trends.history import (
     now_utc,
     trends_table,
 )
-from flows.trends.marks import STALE_HOURS, marks, regression_details
+from flows.trends.marks import marks, regression_details
 
 log = logging.getLogger("flows.site")
 
 STATE = ".publish-state.json"
 REFERENCE_CACHE = ".reference-cache.json"
 # Bump when the run or log page layout changes: every cached page is rendered again.
-PAGE_VERSION = "run-page-4"
+PAGE_VERSION = "run-page-5"
 HANDWRITTEN_SKIP = {GENERATED, "index.md", "about.md", "stylesheets"}
 
 
@@ -101,6 +109,7 @@ def _section(host: str, history: History, now: pd.Timestamp, hours: float) -> Se
         regressions=regressions,
         categories=categorise(history.drills),
         gen=f"{GENERATED}/{host_prefix(host)}",
+        hours=hours,
     )
 
 
@@ -148,7 +157,13 @@ def _month_pages(s: Section, out: Path, changed: set[str] | None) -> int:
     return len(wanted)
 
 
-def _digest(run: Any, folder: Path, neighbours: tuple[str | None, str | None], up: str) -> str:
+def _digest(
+    run: Any,
+    folder: Path,
+    neighbours: tuple[str | None, str | None],
+    up: str,
+    log_problems: tuple[str, ...],
+) -> str:
     h = hashlib.sha256(PAGE_VERSION.encode())
     # the signed statement and its inclusion proof too: a run adopted into the log
     # later (its runner died) gets its log index on the page at the next publish
@@ -157,7 +172,11 @@ def _digest(run: Any, folder: Path, neighbours: tuple[str | None, str | None], u
             h.update((folder / name).read_bytes())
         except OSError:
             h.update(b"\0missing")
-    h.update(json.dumps([run.verified, run.problems, run.status, *neighbours, up]).encode())
+    h.update(
+        json.dumps(
+            [run.verified, run.problems, run.status, *neighbours, up, *log_problems]
+        ).encode()
+    )
     return h.hexdigest()
 
 
@@ -179,7 +198,7 @@ def _run_pages(
             run_ids[i + 1] if i + 1 < len(run_ids) else None,
         )
         key = f"{s.gen}runs/{run.run_id}"
-        digest = _digest(run, Path(run.path), neighbours, up)
+        digest = _digest(run, Path(run.path), neighbours, up, s.history.problems)
         digests[key] = digest
         dest = base / run.run_id
         if state.get(key) == digest and (dest / "index.html").is_file():
@@ -208,6 +227,8 @@ def _run_pages(
             known,
             up=up,
             gen=s.gen,
+            signed=signed_files(texts) if ATTESTATION in texts else None,
+            log_problems=s.history.problems,
         )
         _write(dest / "index.html", page)
         rendered += 1
@@ -285,8 +306,8 @@ def _stage_docs(
                 shutil.copyfile(entry.path, target)
     gen = docs / GENERATED
     home = home_page(sections, now, docs)
-    if (docs / "verify.md").is_file():  # a hand-written page: absent from an installed wheel
-        home += "\n\n[Verify evidence](verify.md) says how to check a run yourself.\n"
+    # verify.md ships with the package (a checkout's docs/verify.md replaces it)
+    home += "\n\n[Verify evidence](verify.md) says how to check a run yourself.\n"
     _write(gen / "home.md", home)
     _write(gen / "reference.md", _reference(cache))
     for s in sections:
@@ -306,7 +327,7 @@ def publish_histories(
     docs_dir: Path | None = None,
     extra_docs: Path | None = None,
     now: pd.Timestamp | None = None,
-    hours: float = STALE_HOURS,
+    hours: float = WINDOW_HOURS,
 ) -> tuple[Path, Stats]:
     """:func:`publish` of histories already loaded; also returns the run-page counts."""
     now = now_utc() if now is None else now
@@ -371,7 +392,7 @@ def publish(
     docs_dir: Path | None = None,
     extra_docs: Path | None = None,
     now: pd.Timestamp | None = None,
-    hours: float = STALE_HOURS,
+    hours: float = WINDOW_HOURS,
 ) -> Path:
     """Publish every run under ``artifacts_root`` (per host under ``hosts/``) into ``site_dir``.
 
@@ -396,14 +417,22 @@ def publish(
 
 
 def cmd_publish(args: Any) -> int:
-    """``python -m flows publish --artifacts ROOT --site-dir DIR [--no-build]``.
+    """``python -m flows publish --artifacts ROOT --site-dir DIR [--no-build] [--stale-hours H]``.
 
-    Exit 0 when the site is built, 1 when it is built but some run's evidence
-    does not verify (the site marks it) or the strict build fails, 2 when the
+    Exit 0 when the site is built, 1 when it is built but some run's evidence or
+    the evidence log does not verify (the site marks it) or the strict build fails, 2 when the
     evidence root does not exist or cannot be read. An existing root without
     runs builds a site that says so.
     """
     root = Path(args.artifacts)
+    hours = float(args.stale_hours)
+    if not hours > 0:
+        print(
+            f"flows publish: --stale-hours must be a positive number of hours, got {hours:g}; "
+            "it is the schedule's window (26 for a nightly run)",
+            file=sys.stderr,
+        )
+        return 2
     if not root.is_dir():
         print(
             f"flows publish: evidence root {root} is not a folder; pass --artifacts ROOT"
@@ -417,7 +446,9 @@ def cmd_publish(args: Any) -> int:
         print(f"flows publish: {exc}", file=sys.stderr)
         return 2
     try:
-        out, stats = publish_histories(histories, Path(args.site_dir), build=not args.no_build)
+        out, stats = publish_histories(
+            histories, Path(args.site_dir), build=not args.no_build, hours=hours
+        )
     except EvidenceError as exc:
         print(f"flows publish: {exc}", file=sys.stderr)
         return 1
@@ -430,5 +461,13 @@ def cmd_publish(args: Any) -> int:
             f"Check with `python -m flows verify {root}`",
             file=sys.stderr,
         )
-        return 1
-    return 0
+    for host, history in histories.items():
+        if history.problems:
+            where = f" of host {host}" if host else ""
+            print(
+                f"flows publish: the evidence log{where} does not verify "
+                f"({len(history.problems)} problem(s)): {history.problems[0]}; the home page "
+                f"says so. Check with `python -m flows verify {history.root}`",
+                file=sys.stderr,
+            )
+    return 1 if broken or any(h.problems for h in histories.values()) else 0

@@ -5,6 +5,8 @@ A synthetic run (``"synthetic": true`` in its results) is labelled beside its ve
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 import os
@@ -16,6 +18,7 @@ from urllib.parse import quote
 
 import pandas as pd
 
+from flows.evidence.layout import ATTESTATION
 from flows.registry import DRILL_IDS, key_metric
 from flows.site._attest import attest_block
 from flows.site._html import a, badge, evidence_badge, h, metric_text, when
@@ -280,7 +283,9 @@ def _findings(
     return "<ul>\n" + "\n".join(f"<li>{f}</li>" for f in findings) + "\n</ul>"
 
 
-def _conclusion(run: Any, entries: list[dict[str, Any]]) -> str:
+def _conclusion(
+    run: Any, entries: list[dict[str, Any]], signed: bool, log_problems: tuple[str, ...]
+) -> str:
     passed = sum(d.get("status") == "pass" for d in entries)
     if run.status != "complete":
         conclusion = (
@@ -292,15 +297,61 @@ def _conclusion(run: Any, entries: list[dict[str, Any]]) -> str:
     else:
         conclusion = f"{len(entries) - passed} of {len(entries)} drill(s) did not pass."
     if run.verified:
-        conclusion += " The evidence files verify intact against the manifest and the chain."
+        checked = (
+            "its files match its signed statement and manifest, and it is in the log"
+            if signed
+            else "its files match its manifest and it is linked into the chain (it is not signed)"
+        )
+        conclusion += f" <code>python -m flows verify</code> found this run intact: {checked}."
     elif run.problems:
         conclusion += " The evidence does <strong>not</strong> verify: treat this run as untrusted."
+    if log_problems:
+        conclusion += (
+            f" <strong>The evidence log of this root does not verify</strong> "
+            f"({len(log_problems)} problem(s), first: {h(log_problems[0])}): a run may have "
+            "been removed or rewritten; see the home page's evidence integrity."
+        )
     return f"<p>{conclusion}</p>"
 
 
-def _evidence_files(manifest: dict[str, Any] | None, copied: set[str], known: set[str]) -> str:
-    if manifest is None or not isinstance(manifest.get("files"), dict):
+def signed_files(texts: dict[str, bytes]) -> dict[str, str] | None:
+    """The files and sha256 that the run's signed statement lists (``attestation.dsse.json``),
+    read without checking the signature (the signed-evidence block checks it); None if none."""
+    try:
+        envelope = json.loads(texts[ATTESTATION])
+        statement = json.loads(base64.b64decode(envelope["payload"], validate=True))
+        subjects = statement["subject"]
+        return {
+            str(s["name"]).split("/", 1)[-1]: str(s["digest"]["sha256"])
+            for s in subjects
+            if isinstance(s, dict)
+        }
+    except (KeyError, TypeError, ValueError, binascii.Error):
+        return None
+
+
+def _unsealed(signed: dict[str, str] | None, copied: set[str]) -> str:
+    """A run without manifest.json: never sealed, unless a later run signed it from disk."""
+    if signed is None:
         return "<p>No manifest.json: the run was never sealed, so its files cannot be checked.</p>"
+    links = ", ".join(a(quote(n), h(n)) for n in sorted(signed) if n in copied)
+    rows = "\n".join(f"{h(digest)}  {h(name)}" for name, digest in sorted(signed.items()))
+    return (
+        "<p>No manifest.json: the run stopped before sealing it (its writer died). The next "
+        "run signed the folder as it was on disk and appended it to the log, so its files are "
+        "checked against that signed statement instead; the sha256 of every file as signed "
+        f"(the signature is checked below). Raw files: {links}.</p>\n<pre><code>{rows}</code></pre>"
+    )
+
+
+def _evidence_files(
+    manifest: dict[str, Any] | None,
+    copied: set[str],
+    known: set[str],
+    signed: dict[str, str] | None = None,
+) -> str:
+    if manifest is None or not isinstance(manifest.get("files"), dict):
+        return _unsealed(signed, copied)
     files = sorted(manifest["files"].items())
     links = ", ".join(a(quote(n), h(n)) for n, _ in files if n in copied)
     rows = "\n".join(f"{h(digest)}  {h(name)}" for name, digest in files)
@@ -331,11 +382,14 @@ def run_page(
     known: set[str],
     up: str = "../../../",
     gen: str = "generated/",
+    signed: dict[str, str] | None = None,
+    log_problems: tuple[str, ...] = (),
 ) -> str:
     """The evidence page of one run (a whole HTML page), in the order of the evidence
     document; failing drills first, each at ``#drill-<id>``. The run id is its title,
     and publish adds the page to the search index. A synthetic run carries a
-    SYNTHETIC badge beside its verdict."""
+    SYNTHETIC badge beside its verdict. ``signed`` is :func:`signed_files` of the run,
+    ``log_problems`` what verify found wrong with the root's log (named on the page)."""
     results = results or {}
     entries = [d for d in results.get("drills") or [] if isinstance(d, dict)]
     scope = [str(d.get("id")) for d in entries]
@@ -352,13 +406,14 @@ def run_page(
             '<h2 id="findings">Findings</h2>',
             _findings(run, entries, scope, manifest_error),
             '<h2 id="conclusion">Conclusion</h2>',
-            _conclusion(run, entries),
+            _conclusion(run, entries, signed is not None, log_problems),
             '<h2 id="evidence-files">Evidence files</h2>',
-            _evidence_files(manifest, copied, known),
+            _evidence_files(manifest, copied, known, signed),
             attest_block(Path(run.path)),
             '<h2 id="verify-it-yourself">Verify it yourself</h2>',
             f"<pre><code>python -m flows verify {h(run.path)}\n"
             f"python -m flows verify {h(root)}   # every run and the hash chain</code></pre>",
+            # verify/ is always built: the package ships a short page, a checkout's replaces it
             f"<p>See {a(f'{up}verify/', 'how to verify evidence')}.</p>",
         ]
     )

@@ -80,10 +80,11 @@ def _svg(title: str, ylabel: str, series: list[Series], ylim: tuple[float, float
         f'<text transform="translate(12,{TOP + PLOT_H / 2}) rotate(-90)" '
         f'text-anchor="middle">{_esc(ylabel)}</text>\n'
     )
-    for i in range(6):  # x axis: dates
+    for i in range(6):  # x axis: dates; the outer two kept inside the chart's width
         t = x0 + (x1 - x0) * i / 5
+        anchor = "start" if i == 0 else "end" if i == 5 else "middle"
         out.append(
-            f'<text x="{px(t):.1f}" y="{TOP + PLOT_H + 16}" text-anchor="middle">'
+            f'<text x="{px(t):.1f}" y="{TOP + PLOT_H + 16}" text-anchor="{anchor}">'
             f"{t:%Y-%m-%d}</text>\n"
         )
     for s in drawn:

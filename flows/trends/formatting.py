@@ -20,10 +20,12 @@ from flows.registry import KEY_METRICS
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["FRESH_HOURS", "NONE", "age", "is_fresh", "last_night", "metric", "rate", "streak"]
+__all__ = ["NONE", "WINDOW_HOURS", "age", "last_night", "metric", "rate", "streak"]
 
 NONE = "—"
-FRESH_HOURS = 26  # the schedule's window: a nightly drill passed longer ago missed a night
+# The schedule's window, the site's one default (``publish --stale-hours`` overrides it):
+# a drill with no outcome for longer is stale, and a night counts as missed once it passed.
+WINDOW_HOURS = 26.0
 
 
 def _number(x: object) -> float | None:
@@ -53,12 +55,6 @@ def age(delta: object) -> str:
     return f"{hours:.0f} h ago" if hours < 48 else f"{hours / 24:.0f} days ago"
 
 
-def is_fresh(delta: object) -> bool:
-    """Whether a last verified pass this long ago still counts as current (≤ 26 h)."""
-    hours = _hours(delta)
-    return hours is not None and hours <= FRESH_HOURS
-
-
 def streak(count: object, passing: object) -> str:
     """The current run of same-kind outcomes, e.g. ``4 × pass`` or ``2 × not pass``."""
     n = _number(count)
@@ -75,7 +71,7 @@ def metric(drill_id: str, value: object, sep: str = " ") -> str:
     return f"{KEY_METRICS.get(drill_id, 'metric')}{sep}{number:g}"
 
 
-def last_night(now: pd.Timestamp, hours: float = 26.0) -> pd.Timestamp:
+def last_night(now: pd.Timestamp, hours: float = WINDOW_HOURS) -> pd.Timestamp:
     """The newest night that should have a run: a night (UTC midnight) counts as missed
     once ``hours`` (the schedule's window) have passed since it began."""
     return (now - timedelta(hours=hours)).normalize()

@@ -24,6 +24,7 @@ import pandas as pd
 
 from flows.errors import EvidenceError
 from flows.evidence import list_runs, load_results, verify
+from flows.evidence.layout import CRITERIA, read_json
 from flows.registry import key_metric
 from flows.trends import formatting as fmt
 from flows.trends import maths as trends
@@ -57,7 +58,7 @@ _RUN_COLUMNS = {
     "host": "str",
     "git_commit": "str",
     "versions": "str",
-    "config": "str",
+    "config": "str",  # the config's sha256 sealed in criteria.json, else its path
     "program": "str",
 }
 _DRILL_COLUMNS = {
@@ -150,6 +151,19 @@ def _dict(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _config_digest(folder: Path, path: str) -> str:
+    """The sha256 of the supervisor config sealed in the run's criteria.json; the config's
+    path for a run without one (older than criteria, or damaged: verify reports that)."""
+    if not (folder / CRITERIA).is_file():
+        return path
+    try:
+        sealed, _ = read_json(folder / CRITERIA)
+    except EvidenceError:
+        return path
+    digest = _dict(_dict(sealed).get("supervisor_config")).get("sha256")
+    return digest if isinstance(digest, str) and digest else path
+
+
 def _read_run(
     folder: Path, problems: list[str], incomplete: bool, check: bool
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -190,7 +204,7 @@ def _read_run(
         "versions": ", ".join(
             f"{k} {v}" for k, v in sorted(_dict(results.get("versions")).items())
         ),
-        "config": str(results.get("config") or ""),
+        "config": _config_digest(folder, str(results.get("config") or "")),
         "program": str(results.get("program") or ""),
     }
     return run_row, [_drill_row(run_id, started, verified, e) for e in entries]
@@ -227,7 +241,7 @@ def _frame(rows: list[dict[str, Any]], columns: dict[str, str]) -> pd.DataFrame:
 
 
 def trends_table(
-    history: History, now: pd.Timestamp | None = None, hours: float = 26.0
+    history: History, now: pd.Timestamp | None = None, hours: float = fmt.WINDOW_HOURS
 ) -> pd.DataFrame:
     """The per-drill trends table, ready to print or render; ``hours`` is the schedule's
     window (a night is missed once it has passed)."""

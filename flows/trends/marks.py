@@ -5,11 +5,13 @@ Pure functions of the history's frames (see :mod:`flows.trends.maths`), no I/O:
 - **flaky**: the failure probability of the last ``FLAKY_WINDOW`` outcomes as a
   Beta(1 + fails, 1 + passes) posterior (uniform prior) with its 90 % credible
   interval, marked only with at least ``FLAKY_MIN_OUTCOMES`` outcomes, at least
-  ``FLAKY_MIN_FLIPS`` flips between pass and not-pass (intermittent, not one
-  step from green to red) and a lower credible bound above ``FLAKY_FLOOR``;
+  ``FLAKY_MIN_FLIPS`` flips between pass and not-pass (intermittent: a drill that
+  failed for a while and then passed again has two flips, and is regressed then
+  recovered, not flaky) and a lower credible bound above ``FLAKY_FLOOR``;
 - **regressed**: the latest outcome is not a pass and the block before it
   passed; names the last pass, the first failure and what changed between
-  their runs (git commit, versions, config, host);
+  their runs (git commit, versions, the config's digest as sealed in criteria.json,
+  host, program);
 - **recovered**: passing again after a regression, with the run and date (not for a
   flaky drill, whose every pass after a failure would be one);
 - **drifting**: a change point in the key metric of passing outcomes (ruptures'
@@ -17,7 +19,8 @@ Pure functions of the history's frames (see :mod:`flows.trends.maths`), no I/O:
   marked when the median after the break is at least ``DRIFT_RATIO`` times
   (or at most 1/``DRIFT_RATIO``) the median before it and every value after it
   lies beyond the 95th (5th) percentile before it, while the drill still passes;
-- **stale**: no outcome within the window the schedule allows (``STALE_HOURS``).
+- **stale**: no outcome within the window the schedule allows (``hours``, by default
+  :data:`flows.trends.formatting.WINDOW_HOURS`).
 """
 
 from __future__ import annotations
@@ -30,13 +33,13 @@ import pandas as pd
 import ruptures  # type: ignore[import-untyped]  # ships no type hints
 from scipy.stats import beta  # type: ignore[import-untyped]  # ships no type hints
 
+from flows.trends.formatting import WINDOW_HOURS
 from flows.trends.maths import outcomes
 
 __all__ = [
     "DRIFT_RATIO",
     "FLAKY_MIN_OUTCOMES",
     "FLAKY_WINDOW",
-    "STALE_HOURS",
     "drift",
     "flakiness",
     "marks",
@@ -46,13 +49,14 @@ __all__ = [
 
 FLAKY_WINDOW = 30
 FLAKY_MIN_OUTCOMES = 10
-FLAKY_MIN_FLIPS = 2
+FLAKY_MIN_FLIPS = 3  # one spell of failures then a pass is 2 flips: a fix, not flakiness
 FLAKY_FLOOR = 0.02
 DRIFT_WINDOW = 60
 DRIFT_MIN_POINTS = 12
 DRIFT_RATIO = 1.5
-STALE_HOURS = 26.0
 RECOVERED_DAYS = 30
+# "config" is the sha256 of the supervisor config sealed in criteria.json (its path
+# for runs from before criteria existed): the same path with new contents is a change.
 CHANGE_FIELDS = ("git_commit", "versions", "config", "host", "program")
 
 
@@ -104,8 +108,8 @@ def _changes(context: dict[str, dict[str, str]], before: str, after: str) -> str
         if field not in a or a[field] == b[field]:
             continue
         old, new = str(a[field]) or "none", str(b[field]) or "none"
-        if field == "git_commit":
-            old, new = old[:10], new[:10]
+        if field in ("git_commit", "config"):
+            old, new = _short(old), _short(new)
         if field == "versions":
             olds, news = set(old.split(", ")), set(new.split(", "))
             old, new = ", ".join(sorted(olds - news)), ", ".join(sorted(news - olds))
@@ -197,7 +201,7 @@ def drift(drills: pd.DataFrame, window: int = DRIFT_WINDOW) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns).set_index("drill")
 
 
-def stale(drills: pd.DataFrame, now: pd.Timestamp, hours: float = STALE_HOURS) -> pd.Series:
+def stale(drills: pd.DataFrame, now: pd.Timestamp, hours: float = WINDOW_HOURS) -> pd.Series:
     """Per drill, whether its newest outcome is older than ``hours`` (or it has none)."""
     done = outcomes(drills)
     newest = done.groupby("drill")["started_at"].max()
@@ -209,7 +213,7 @@ def marks(
     runs: pd.DataFrame,
     now: pd.Timestamp,
     names: list[str],
-    hours: float = STALE_HOURS,
+    hours: float = WINDOW_HOURS,
     details: pd.DataFrame | None = None,
 ) -> dict[str, list[tuple[str, str]]]:
     """Per drill in ``names``, its marks as ``(kind, evidence text)``, most urgent first;
@@ -270,6 +274,11 @@ def marks(
             )
         out[drill] = found
     return out
+
+
+def _short(value: str) -> str:
+    """A commit or a digest to its first 10 characters; a config path as it is."""
+    return value[:10] if len(value) >= 40 and all(c in "0123456789abcdef" for c in value) else value
 
 
 def _num(x: float) -> str:

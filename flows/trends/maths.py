@@ -189,7 +189,9 @@ def gaps(
         }
     )
 
-    nightly = runs.sort_values(["started_at", "run_id"]).groupby("night")["run_id"].last()
+    # a hole is named after the night's first run, the nightly (a later run is a rerun),
+    # as the home page's "NOT RUN" cell names it
+    nightly = runs.sort_values(["started_at", "run_id"]).groupby("night")["run_id"].first()
     wanted = pd.MultiIndex.from_product([nightly.index, list(expected)], names=["night", "drill"])
     done = drills[drills["status"].isin(OUTCOMES)]
     covered = pd.MultiIndex.from_frame(done[["night", "drill"]].drop_duplicates())
