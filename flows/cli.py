@@ -33,6 +33,30 @@ EXIT_CODES = """exit codes (every command):
   verify checks integrity only: a sealed run whose verdict is fail is intact
   evidence of a failure and verifies (0)."""
 
+VERIFY_DESCRIPTION = """Re-check evidence offline: every file against its run's manifest and
+signed statement (attestation.dsse.json), the sealed criteria, every leaf against
+log/entries.jsonl, the Merkle root against the signed log/checkpoint.dsse.json, each kept
+older checkpoint (log/checkpoints/) and --since for consistency, each inclusion.json.
+
+One line per run:
+  OK          sealed and intact (whatever its verdict: a failed drill is intact evidence)
+  INCOMPLETE  never sealed (the run is still going, or its writer died and no later
+              run has signed it yet); reported, not a failure
+  BROKEN      something changed, is missing or was added; every problem is named after
+              the run lines (run, file, log entry or checkpoint, and the values)
+then the key id, each checkpoint as "checkpoint: size N root H" (copy those two values
+somewhere we do not control; later pass them as --since N:H), and a summary line."""
+
+VERIFY_EPILOG = """exit codes:
+    0  intact: every run OK or INCOMPLETE, the log and every checkpoint consistent
+    1  BROKEN: at least one problem, each printed on its own line
+    2  nothing to check: no such path, a file, no run folders, an unreadable key,
+       a malformed --since, or (--prove) no signed log or the run is not in it
+
+examples:
+    python -m flows verify pilot_artifacts --key ~/evidence-key.pub --since 40:3f0a…
+    python -m flows verify pilot_artifacts/chaos-drill-20261128-020000 --prove"""
+
 # command -> (module, handler); each handler takes the parsed args, returns an exit code.
 _HANDLERS = {
     "run": ("flows.runner", "cmd_run"),
@@ -92,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(sub)
     sub.add_parser("drills", help="list the drills: id, title, key metric and unit")
     for command in sub.choices.values():  # every command's --help carries the one rule
-        command.epilog = EXIT_CODES
+        command.epilog = command.epilog or EXIT_CODES
         command.formatter_class = argparse.RawDescriptionHelpFormatter
     return parser
 
@@ -147,7 +171,10 @@ def _signing_environment(args: argparse.Namespace) -> None:
 
 def _add_evidence(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     verify = sub.add_parser(
-        "verify", help="check a run folder, or every run: files, signatures, the log, criteria"
+        "verify",
+        help="check a run folder, or every run: files, signatures, the log, criteria",
+        description=VERIFY_DESCRIPTION,
+        epilog=VERIFY_EPILOG,
     )
     verify.add_argument(
         "path",
@@ -160,13 +187,23 @@ def _add_evidence(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--key",
         metavar="PUB",
         help="the signer's public key (PEM); default: evidence-key.pub in the root. "
-        "Pass a copy kept elsewhere: a key read from the root proves consistency only",
+        "Pass a copy kept elsewhere: a key read from the root proves consistency only. "
+        "With a key, a root whose log is gone, or whose newer runs are unsigned, is BROKEN",
     )
     verify.add_argument(
         "--since",
         metavar="SIZE:ROOT",
-        help="a checkpoint copied elsewhere earlier (size and root_sha256); "
-        "verify fails unless the log only grew from it",
+        help="a checkpoint you copied somewhere we do not control earlier: its size and "
+        "root_sha256, as the site's home page ('Log checkpoint') or verify's own "
+        "'checkpoint: size N root H' line shows them, e.g. 40:3f0a…; verify fails unless "
+        "the log only grew from it",
+    )
+    verify.add_argument(
+        "--prove",
+        action="store_true",
+        help="once everything verifies, print fresh proofs as JSON instead of the report: "
+        "for a run folder its inclusion proof against the current signed checkpoint; for "
+        "every root a consistency proof from each kept older checkpoint (and --since)",
     )
 
     trends = sub.add_parser("trends", help="print per-drill trends in the terminal")
@@ -194,10 +231,36 @@ def _add_evidence(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "counts as missed once H hours have passed since it began (default: %(default)g)",
     )
 
-    synth = sub.add_parser("synth", help="write synthetic run folders (for demos and benchmarks)")
-    synth.add_argument("--artifacts", required=True, metavar="ROOT")
-    synth.add_argument("--runs", type=int, default=30, metavar="N")
-    synth.add_argument("--seed", type=int, default=1)
+    synth = sub.add_parser(
+        "synth",
+        help="write synthetic run folders (for demos and benchmarks)",
+        description="Write a made-up history of nightly runs through the real run writer, "
+        'each marked "synthetic": true in results.json, in EVIDENCE.md and in its signed '
+        "statement (predicate synthetic: true). They say nothing about the supervisor.",
+    )
+    synth.add_argument(
+        "--artifacts",
+        required=True,
+        metavar="ROOT",
+        help="the evidence root to write into; use a root of its own (e.g. /tmp/demo), not "
+        "the one real runs go to",
+    )
+    synth.add_argument(
+        "--runs", type=int, default=30, metavar="N", help="how many runs (default: %(default)s)"
+    )
+    synth.add_argument(
+        "--seed",
+        type=int,
+        default=1,
+        help="same seed, same history (default: %(default)s)",
+    )
+    synth.add_argument(
+        "--signing-key",
+        metavar="PATH",
+        help="Ed25519 private key (PEM) to sign with; default: the well-known synthetic "
+        "key, never your real evidence key, so a synthetic root proves nothing and verify "
+        "says so",
+    )
 
 
 def _add_nightly(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

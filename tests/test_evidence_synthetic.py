@@ -24,6 +24,7 @@ from flows.evidence import (
 )
 from flows.evidence import writer as writer_module
 from flows.evidence.junit import build_junit
+from flows.evidence.keys import load_signing_key
 from flows.evidence.synthetic import write_synthetic_runs
 from tests.evidence_helpers import (
     DRILLS,
@@ -141,9 +142,12 @@ def test_same_seed_same_synthetic_history(tmp_path):
 
 
 def test_a_synthetic_history_extends_an_existing_chain(tmp_path):
-    """Written into a root that already holds a sealed run, it links to that run."""
+    """Written into a root that already holds a sealed run (with that root's key), it links
+    to that run."""
     first = make_run(tmp_path, 0)
-    paths = write_synthetic_runs(tmp_path, 2, seed=1, start=T0 + timedelta(days=1))
+    paths = write_synthetic_runs(
+        tmp_path, 2, seed=1, start=T0 + timedelta(days=1), signing_key=load_signing_key()
+    )
     assert manifest(paths[0])["previous"]["run_id"] == first.name
     report = verify(tmp_path)
     assert report.ok, report.problems
@@ -159,7 +163,9 @@ def test_the_site_labels_synthetic_runs_and_only_those(tmp_path):
     root = tmp_path / "artifacts"
     real = make_run(root, 0)  # started now, by the writer's clock
     later = datetime.now(UTC) + timedelta(seconds=30)
-    (fake,) = write_synthetic_runs(root, 1, seed=1, start=later)  # the latest run
+    (fake,) = write_synthetic_runs(  # the latest run
+        root, 1, seed=1, start=later, signing_key=load_signing_key()
+    )
     docs = tmp_path / "docs"
     publish(root, tmp_path / "site", build=False, docs_dir=docs)
     pages = docs / "generated" / "runs"

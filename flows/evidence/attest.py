@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from flows.errors import EvidenceError
-from flows.evidence.atomic import sha256_bytes, write_atomic
+from flows.evidence.atomic import write_atomic
 from flows.evidence.criteria import CRITERIA
 from flows.evidence.dsse import IN_TOTO, seal
 from flows.evidence.keys import SigningKey
-from flows.evidence.layout import ATTESTATION, INCLUSION, hash_tree, read_json
+from flows.evidence.layout import ATTESTATION, HOSTS, INCLUSION, hash_tree, read_json
 
 __all__ = [
     "PREDICATE_TYPE",
@@ -39,13 +39,20 @@ PREDICATE_TYPE = "https://in-toto.io/attestation/test-result/v0.1"
 # fully; these two make it a warned pass. A drill with no such field claims nothing.
 WEAK_CONTAINMENT = ("session", "unknown")
 SITE_URL_ENV = "NIGHTLY_SITE_URL"  # the same setting the nightly flow links with
-_RUN_PAGE = "generated/runs/{run_id}/"  # flows.site.run_page_url; not imported (pandas)
+# flows.site.run_page_url, not imported (pandas): a host's runs are under hosts/<name>/
+_RUN_PAGE = "generated/{hosts}runs/{run_id}/"
 
 
-def site_url(run_id: str) -> str | None:
-    """The run's page under ``$NIGHTLY_SITE_URL``, or None when no site URL is configured."""
+def site_url(run_dir: Path) -> str | None:
+    """The page of the run in ``run_dir`` under ``$NIGHTLY_SITE_URL`` (a run under
+    ``<root>/hosts/<name>/`` is on its host's pages), or None when no site URL is set."""
     base = os.environ.get(SITE_URL_ENV, "").strip()
-    return base.rstrip("/") + "/" + _RUN_PAGE.format(run_id=run_id) if base else None
+    if not base:
+        return None
+    run_dir = Path(run_dir)
+    root = run_dir.parent
+    hosts = f"hosts/{root.name}/" if root.parent.name == HOSTS else ""
+    return base.rstrip("/") + "/" + _RUN_PAGE.format(hosts=hosts, run_id=run_dir.name)
 
 
 def _configuration(run_dir: Path, files: dict[str, str]) -> list[dict[str, Any]]:
@@ -89,6 +96,8 @@ def build_statement(run_dir: Path, results: dict[str, Any], url: str | None) -> 
     }
     if url:
         predicate["url"] = url
+    if results.get("synthetic") is True:  # made up by `synth`: says nothing about the supervisor
+        predicate["synthetic"] = True
     return {
         "_type": STATEMENT_TYPE,
         "subject": [
@@ -104,12 +113,8 @@ def sign_run(
     run_dir: Path, results: dict[str, Any], key: SigningKey, *, durable: bool = True
 ) -> bytes:
     """Write ``attestation.dsse.json`` for ``run_dir``; the envelope's bytes (the log leaf)."""
-    statement = build_statement(run_dir, results, site_url(run_dir.name))
+    statement = build_statement(run_dir, results, site_url(run_dir))
     payload = json.dumps(statement, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     envelope = seal(IN_TOTO, payload, key)
     write_atomic(run_dir / ATTESTATION, envelope, durable=durable)
     return envelope
-
-
-def envelope_sha256(run_dir: Path) -> str:
-    return sha256_bytes((run_dir / ATTESTATION).read_bytes())

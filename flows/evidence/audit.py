@@ -33,6 +33,8 @@ from flows.evidence.layout import (
     MANIFEST,
     RESULTS,
     read_json,
+    run_key,
+    run_names,
 )
 from flows.evidence.log import Entry, checkpoint_name, parse_entries
 
@@ -48,6 +50,8 @@ class Audit:
     index: dict[str, int] = field(default_factory=dict)
     checkpoint: dict[str, Any] | None = None
     keyid: str | None = None
+    tree: merkle.Tree | None = None  # the log's tree, recomputed and matching the checkpoint
+    older: list[tuple[str, int, str]] = field(default_factory=list)  # (where, size, root hex)
 
 
 def resolve_key(root: Path, given: str | None) -> PublicKey | None:
@@ -238,10 +242,23 @@ def _check_log(
     try:
         raw = (root / ENTRIES).read_bytes()
     except FileNotFoundError:
-        if leaves:
-            out.root.append(f"{ENTRIES} is missing, but runs are signed: the log was deleted")
+        why = (
+            "runs are signed"
+            if leaves
+            else f"the root is signed ({PUBLIC_KEY} or --key names its signer)"
+        )
+        out.root.append(
+            f"{ENTRIES} is missing, but {why}: the log was deleted, and with it the proof "
+            "that no run was removed or rewritten; restore log/ from a copy"
+        )
+        if since is not None:
+            out.root.append(
+                f"--since {since[0]}:{_short(since[1])}: there is no log to extend that "
+                "checkpoint: the log was deleted"
+            )
         return
     entries, problems = parse_entries(raw)
+    _check_downgrade(root, entries, out)
     out.root += problems
     got = _check_entries(root, entries, leaves, out)
     for name in sorted(names - set(out.index)):
@@ -279,6 +296,7 @@ def _check_log(
             f"{CHECKPOINT} signs ({_short(root_hex)}): the history was rewritten after signing"
         )
         return
+    out.tree = tree
     _check_older(root, tree, key, since, out)
     _check_inclusion(root, tree, key, out)
 
@@ -307,6 +325,7 @@ def _check_older(
             continue
         if old_size == 0:
             continue
+        out.older.append((rel, old_size, old_root))
         proof = tree.consistency_proof(old_size)
         if not merkle.verify_consistency(
             old_size, size, proof, bytes.fromhex(old_root), tree.root()
@@ -364,6 +383,7 @@ def audit(
     out = Audit(keyid=key.keyid if key else None)
     leaves: dict[str, bytes] = {}
     sealed: set[str] = set()
+    unsigned: set[str] = set()  # sealed, no statement, nothing else says it was signed
     for run in runs:
         problems = out.runs.setdefault(run.name, [])
         if (run / CRITERIA).exists():
@@ -371,10 +391,16 @@ def audit(
         try:
             raw = (run / ATTESTATION).read_bytes()
         except FileNotFoundError:
-            if (run / MANIFEST).exists():
-                sealed.add(run.name)
-            if (run / CRITERIA).exists() and (run / MANIFEST).exists():
-                problems.append(f"{run.name}: sealed but {ATTESTATION} is missing")
+            if not (run / MANIFEST).exists():
+                continue
+            sealed.add(run.name)
+            if (run / CRITERIA).exists():
+                problems.append(
+                    f"{run.name}: sealed but {ATTESTATION} is missing (the run wrote "
+                    f"{CRITERIA}, so it was signed)"
+                )
+            else:
+                unsigned.add(run.name)
             continue
         leaves[run.name] = raw
         sealed.add(run.name)
@@ -385,21 +411,64 @@ def audit(
             )
             continue
         problems += _check_statement(run, raw, key, actual.get(run.name, {}))
-    has_log = (root / ENTRIES).exists() or (root / CHECKPOINT).exists()
-    if key is not None and (has_log or (leaves and whole)):
-        if whole:
-            _check_log(root, sealed, leaves, key, since, out)
-        else:
-            _check_single(root, runs[0].name, key, out)
+    if since is not None and key is None:
+        out.root.append(
+            f"--since {since[0]}:{_short(since[1])} names a signed checkpoint, but there is "
+            f"no public key to check the log with: {root / PUBLIC_KEY} is missing (removed "
+            "with the signatures?); pass the signer's key with --key"
+        )
+    if key is None:
+        return out
+    _check_unsigned(root, runs, unsigned, out)
+    if whole:
+        _check_log(root, sealed, leaves, key, since, out)
+    else:
+        _check_single(root, runs[0].name, key, out)
     return out
 
 
+def _check_unsigned(root: Path, runs: list[Path], unsigned: set[str], out: Audit) -> None:
+    """A sealed run without a statement, newer than a signed run of the same root: a
+    downgrade (the statement was removed, or the run written by something that does not
+    sign). Runs older than the first signed one predate signing and are left alone."""
+    if not unsigned:
+        return
+    first = min(
+        (name for name in run_names(root) if (root / name / ATTESTATION).exists()),
+        key=run_key,
+        default=None,
+    )
+    if first is None:
+        return
+    for run in runs:
+        if run.name in unsigned and run_key(run.name) > run_key(first):
+            out.runs.setdefault(run.name, []).append(
+                f"{run.name}: sealed but not signed, although {first} before it is: a "
+                f"downgrade ({ATTESTATION} removed, or the run written unsigned)"
+            )
+
+
+def _check_downgrade(root: Path, entries: list[Entry], out: Audit) -> None:
+    """No chain-only (unsigned) leaf may follow a signed one in the log."""
+    first = next((e for e in entries if e.leaf == ATTESTATION), None)
+    for entry in entries:
+        if first is not None and entry.index > first.index and entry.leaf != ATTESTATION:
+            out.root.append(
+                f"log entry {entry.index} ({entry.run_id}): logged unsigned ({entry.leaf}) "
+                f"after entry {first.index} ({first.run_id}) was signed: a downgrade"
+            )
+
+
 def _check_single(root: Path, run_id: str, key: PublicKey, out: Audit) -> None:
-    """One run against its root's log: its entry, and a fresh inclusion proof."""
+    """One run against its root's log: its entry, the whole log behind it and its
+    ``inclusion.json``; ``verify RUN --prove`` prints a fresh proof (:func:`verify.prove`)."""
     try:
         entries, problems = parse_entries((root / ENTRIES).read_bytes())
     except FileNotFoundError:
-        out.root.append(f"{ENTRIES} is missing: the run cannot be placed in the log")
+        out.root.append(
+            f"{ENTRIES} is missing, but the root is signed ({PUBLIC_KEY} or --key): the log "
+            "was deleted, so the run cannot be placed in it"
+        )
         return
     whole = Audit()
     names = {e.run_id for e in entries}

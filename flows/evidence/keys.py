@@ -27,16 +27,23 @@ from flows.evidence.atomic import os_error_message, write_atomic
 __all__ = [
     "KEY_ENV",
     "PUBLIC_KEY",
+    "SYNTHETIC_KEY_SEED",
     "PublicKey",
     "SigningKey",
     "default_key_path",
+    "is_synthetic_key",
     "load_public_key",
     "load_signing_key",
     "publish_public_key",
+    "synthetic_key",
 ]
 
 KEY_ENV = "EVIDENCE_SIGNING_KEY"
 PUBLIC_KEY = "evidence-key.pub"
+# The private key of every synthetic history is SHA-256 of this text: published, so anyone
+# can sign with it, and a statement it signs proves nothing. ``synth`` signs with it unless
+# given ``--signing-key``, so a made-up run never carries the signature of a real key.
+SYNTHETIC_KEY_SEED = b"chaos-drills synthetic evidence: a published key that proves nothing"
 
 log = logging.getLogger("flows.evidence.keys")
 
@@ -148,6 +155,17 @@ def load_signing_key(path: Path | None = None) -> SigningKey:
     signing = SigningKey(key, PublicKey.of(key.public_key()), path)
     _CACHE[(str(path), st.st_ino, st.st_mtime_ns)] = signing
     return signing
+
+
+def synthetic_key() -> SigningKey:
+    """The well-known key synthetic histories are signed with (see :data:`SYNTHETIC_KEY_SEED`)."""
+    key = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(SYNTHETIC_KEY_SEED).digest())
+    return SigningKey(key, PublicKey.of(key.public_key()), Path("<the synthetic key>"))
+
+
+def is_synthetic_key(keyid: str | None) -> bool:
+    """True for the id of :func:`synthetic_key`: its signatures prove nothing."""
+    return keyid is not None and keyid == synthetic_key().keyid
 
 
 def load_public_key(path: Path) -> PublicKey:

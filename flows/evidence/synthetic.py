@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from flows.errors import EvidenceError
+from flows.evidence.keys import SigningKey, load_signing_key, synthetic_key
 from flows.evidence.writer import RunWriter, batched_log, new_run_dir
 from flows.registry import DRILL_IDS
 
@@ -263,7 +264,9 @@ def _record_drill(writer: RunWriter, drill: _Drill, outcome: str, started: datet
     )
 
 
-def _write_run(root: Path, night: _Night, history: _History, rng: random.Random) -> Path:
+def _write_run(
+    root: Path, night: _Night, history: _History, rng: random.Random, key: SigningKey
+) -> Path:
     """One run folder, written by :class:`RunWriter` as a real run would be."""
     clock = _Clock(night.at)
     run_dir = new_run_dir(root, now=night.at, durable=False)
@@ -278,6 +281,7 @@ def _write_run(root: Path, night: _Night, history: _History, rng: random.Random)
         git_commit=lambda: night.commit,
         synthetic=True,
         durable=False,  # rebuilt from its seed, never kept; fsyncs were a third of the time
+        signing_key=key,
     )
     t = night.at + timedelta(milliseconds=rng.randrange(50, 400))
     for i, drill_id in enumerate(night.scope):
@@ -320,7 +324,12 @@ def _commit(seed: int, night: int) -> str:
 
 
 def write_synthetic_runs(
-    root: Path, runs: int, seed: int, start: datetime | None = None
+    root: Path,
+    runs: int,
+    seed: int,
+    start: datetime | None = None,
+    *,
+    signing_key: SigningKey | None = None,
 ) -> list[Path]:
     """Write ``runs`` run folders under ``root``, one night after another from ``start``.
 
@@ -329,6 +338,10 @@ def write_synthetic_runs(
     and an afternoon rerun of one drill come from the seed too; with 10 or more
     runs there are always at least two gaps, with 5 or more a failed ``api_kill``,
     with 3 or more one incomplete run.
+
+    Runs are signed with ``signing_key``, by default the published synthetic key
+    (:func:`flows.evidence.keys.synthetic_key`), never the user's real key: a root
+    already signed by another key refuses them unless that key is passed.
     """
     if runs < 0:
         raise ValueError(f"runs must be 0 or more, got {runs}")
@@ -344,9 +357,11 @@ def write_synthetic_runs(
     incomplete_at = full[0] if runs >= 3 and full else None
     fail_at = next((i for i in range((runs * 3) // 4, runs) if not plan[i][1]), None)
     history = _History(rng)
+    key = signing_key or synthetic_key()
     written: list[Path] = []
     for first in range(0, len(plan), _BATCH):
-        with batched_log(root, durable=False):  # one checkpoint per batch, not per run
+        # one checkpoint per batch, not per run
+        with batched_log(root, signing_key=key, durable=False):
             for i in range(first, min(first + _BATCH, len(plan))):
                 offset, rerun = plan[i]
                 at = start + timedelta(days=offset, seconds=rng.randrange(0, 40))
@@ -355,17 +370,20 @@ def write_synthetic_runs(
                     night = replace(night, stop_after=rng.randrange(1, len(night.scope)))
                 if i == fail_at and runs >= 5:
                     night = replace(night, force_fail="api_kill")
-                written.append(_write_run(root, night, history, rng))
+                written.append(_write_run(root, night, history, rng, key))
     return written
 
 
 def cmd_synth(args: Any) -> int:
-    """``python -m flows synth --artifacts ROOT --runs N --seed S``: 0 written, 2 refused."""
+    """``python -m flows synth --artifacts ROOT --runs N --seed S [--signing-key PATH]``:
+    0 written, 2 refused."""
     if args.runs < 0:
         print(f"synth: --runs must be 0 or more, got {args.runs}", file=sys.stderr)
         return 2
+    given = getattr(args, "signing_key", None)
     try:
-        paths = write_synthetic_runs(Path(args.artifacts), args.runs, args.seed)
+        key = load_signing_key(Path(given)) if given else None
+        paths = write_synthetic_runs(Path(args.artifacts), args.runs, args.seed, signing_key=key)
     except EvidenceError as exc:
         print(exc, file=sys.stderr)
         return 2

@@ -20,6 +20,7 @@ host, and each problem names its host.
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,9 +28,11 @@ from typing import Any
 
 from flows.errors import EvidenceError
 from flows.evidence.atomic import sha256_file
-from flows.evidence.audit import audit, parse_since, resolve_key
+from flows.evidence.audit import Audit, audit, parse_since, resolve_key
+from flows.evidence.keys import is_synthetic_key
 from flows.evidence.layout import (
     ATTESTATION,
+    CHECKPOINT,
     HOSTS,
     INCLUSION,
     MANIFEST,
@@ -67,6 +70,7 @@ class VerifyReport:
     runs: list[RunCheck] = field(default_factory=list)
     checkpoints: dict[str, dict[str, Any]] = field(default_factory=dict)  # by host ("" = root)
     keyid: str | None = None
+    audits: dict[str, Audit] = field(default_factory=dict)  # the signed half, by host
 
     @property
     def ok(self) -> bool:
@@ -203,13 +207,14 @@ def verify(path: Path, key: str | None = None, since: str | None = None) -> Veri
         report.runs += part.runs
         if "" in part.checkpoints:
             report.checkpoints[name] = part.checkpoints[""]
+        if "" in part.audits:
+            report.audits[name] = part.audits[""]
         report.keyid = report.keyid or part.keyid
     return report
 
 
 def _verify_root(path: Path, key_file: str | None, since: tuple[int, str] | None) -> VerifyReport:
-    single = (path / RESULTS).exists() or (path / MANIFEST).exists()
-    single = single or path.name.startswith(RUN_PREFIX)
+    single = _is_run(path)
     runs = [path] if single else list_runs(path)
     if not runs:
         raise EvidenceError(
@@ -233,6 +238,7 @@ def _verify_root(path: Path, key_file: str | None, since: tuple[int, str] | None
     chain = _check_chain(sealed, root, whole=not single)
     signed = audit(root, runs, trees, resolve_key(root, key_file), whole=not single, since=since)
     report = VerifyReport(path=path, runs_checked=len(runs), keyid=signed.keyid)
+    report.audits[""] = signed
     if signed.checkpoint is not None:
         report.checkpoints[""] = signed.checkpoint
     report.problems += signed.root
@@ -260,13 +266,90 @@ def _verify_root(path: Path, key_file: str | None, since: tuple[int, str] | None
     return report
 
 
-def cmd_verify(args: Any) -> int:
-    """``python -m flows verify [PATH]``: 0 intact, 1 any problem, 2 nothing to verify.
+def _is_run(path: Path) -> bool:
+    return (
+        (path / RESULTS).exists() or (path / MANIFEST).exists() or path.name.startswith(RUN_PREFIX)
+    )
 
-    0 whatever the verdicts: a sealed run that failed its drills is intact evidence.
+
+def _proofs(signed: Audit, run_id: str | None) -> dict[str, Any]:
+    """The proofs one verified log gives: the current checkpoint, a consistency proof from
+    each kept older checkpoint (and ``--since``), and ``run_id``'s inclusion proof."""
+    tree, checkpoint = signed.tree, signed.checkpoint
+    if tree is None or checkpoint is None:
+        raise EvidenceError(
+            "evidence: no signed log to prove against (no log/checkpoint.dsse.json that "
+            "matches log/entries.jsonl); a root gets one when its first signed run is sealed"
+        )
+    size = len(tree)
+    out: dict[str, Any] = {"checkpoint": {"file": CHECKPOINT, **checkpoint}}
+    out["consistency"] = [
+        {
+            "from": where,
+            "old_size": old_size,
+            "old_root_sha256": old_root,
+            "new_size": size,
+            "new_root_sha256": checkpoint["root_sha256"],
+            "proof": [h.hex() for h in tree.consistency_proof(old_size)],
+        }
+        for where, old_size, old_root in signed.older
+    ]
+    if run_id is not None:
+        if run_id not in signed.index:
+            raise EvidenceError(f"evidence: {run_id} is not in the log; nothing to prove")
+        index = signed.index[run_id]
+        if index >= size:
+            raise EvidenceError(
+                f"evidence: {run_id} is log entry {index}, after the signed checkpoint "
+                f"(size {size}); run any drill to sign a new one"
+            )
+        out["inclusion"] = {
+            "run_id": run_id,
+            "log_index": index,
+            "tree_size": size,
+            "leaf_hash": tree.leaves[index].hex(),
+            "root_sha256": checkpoint["root_sha256"],
+            "audit_path": [h.hex() for h in tree.inclusion_proof(index)],
+        }
+    return out
+
+
+def prove(
+    path: Path, key: str | None = None, since: str | None = None
+) -> tuple[VerifyReport, dict[str, Any]]:
+    """Fresh proofs against the current signed checkpoint, made only after the whole
+    log verified: for a run folder, its inclusion proof (RFC 9162 §2.1.3) and the root's
+    consistency proofs; for a root, a consistency proof (§2.1.4) from each kept older
+    checkpoint and from ``since``. The proofs are ``{}`` when the log does not verify (the
+    report says why)."""
+    path = Path(path)
+    run_id = path.name if path.is_dir() and _is_run(path) else None
+    root = path.parent if run_id else path
+    report = verify(root, key, since)
+    if not report.ok:
+        return report, {}
+    if set(report.audits) == {""}:
+        proofs = _proofs(report.audits[""], run_id)
+    else:
+        proofs = {"hosts": {host: _proofs(a, None) for host, a in report.audits.items()}}
+    return report, ({"run_id": run_id, **proofs} if run_id else proofs)
+
+
+def cmd_verify(args: Any) -> int:
+    """``python -m flows verify [PATH] [--key PUB] [--since SIZE:ROOT] [--prove]``: 0 intact,
+    1 any problem, 2 nothing to verify. 0 whatever the verdicts: a sealed run that failed
+    its drills is intact evidence. ``--prove`` prints the proofs as JSON instead, once the
+    whole log verified.
     """
+    key, since = getattr(args, "key", None), getattr(args, "since", None)
     try:
-        report = verify(Path(args.path), getattr(args, "key", None), getattr(args, "since", None))
+        if getattr(args, "prove", False):
+            report, proofs = prove(Path(args.path), key, since)
+            if report.ok:
+                print(json.dumps(proofs, indent=2))
+                return 0
+        else:
+            report = verify(Path(args.path), key, since)
     except EvidenceError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -290,7 +373,12 @@ def cmd_verify(args: Any) -> int:
     synthetic = sum(run.synthetic for run in report.runs)
     skipped += f", {synthetic} synthetic" if synthetic else ""
     if report.keyid:
-        print(f"key: {report.keyid}")
+        made_up_key = (
+            " (the published synthetic key: anyone can sign with it, its signatures prove nothing)"
+            if is_synthetic_key(report.keyid)
+            else ""
+        )
+        print(f"key: {report.keyid}{made_up_key}")
     for host, checkpoint in report.checkpoints.items():
         label = f"host {host} " if host else ""
         print(f"{label}checkpoint: size {checkpoint['size']} root {checkpoint['root_sha256']}")

@@ -476,8 +476,22 @@ class RunWriter:
 def _seal_dead(run_dir: Path, key: SigningKey, durable: bool) -> bytes:
     """Sign a run whose writer is gone, from its files; the envelope's bytes."""
     results = load_results(run_dir)
-    write_report(run_dir, results, None, durable=durable)
+    write_report(run_dir, results, _previous_started(run_dir), durable=durable)
     return sign_run(run_dir, results, key, durable=durable)
+
+
+def _previous_started(run_dir: Path) -> dict[str, Any] | None:
+    """The results of the newest run started before ``run_dir`` (by folder name), for the
+    "what changed since" of a run signed after its writer died: by then the log's newest
+    entry is a run that started later."""
+    mine = run_key(run_dir.name)
+    before = sorted((n for n in run_names(run_dir.parent) if run_key(n) < mine), key=run_key)
+    for name in reversed(before):
+        try:
+            return load_results(run_dir.parent / name)
+        except EvidenceError:
+            continue
+    return None
 
 
 def _hold_folder(run_dir: Path) -> int:
