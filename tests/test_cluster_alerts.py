@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.events.worker import EventsWorker
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.pipeline.alerts import (
@@ -65,6 +66,10 @@ def server(tmp_path: Path) -> Iterator[LocalServer]:
     try:
         with temporary_settings(updates={PREFECT_API_URL: local.api_url}):
             yield local
+            # Prefect keeps one events worker per process whatever the API URL: left
+            # running, it would send every later test's events to this server once it
+            # is gone, and pytest would hang at exit draining them.
+            EventsWorker.drain_all(timeout=30)
     finally:
         local.stop()
 
