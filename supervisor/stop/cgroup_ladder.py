@@ -119,13 +119,14 @@ async def _wait_async(fd: int, timeout: float) -> None:
 
 
 class _Signaller:
-    """pidfds of the members signalled so far, each followed by the watch."""
+    """pidfds of the members seen so far; the signalled ones are followed by the watch."""
 
     def __init__(self, cgroup: Path, watch: Watch, result: LadderResult) -> None:
         self.cgroup = cgroup
         self.watch = watch
         self.result = result
         self.fds: dict[int, int] = {}
+        self.followed: list[int] = []  # pidfds of the signalled members
 
     def signal_new(self, sig: int) -> None:
         opened = {}
@@ -142,21 +143,21 @@ class _Signaller:
         still = set(procs(self.cgroup))
         for pid, fd in opened.items():
             self.fds[pid] = fd
-            if pid in still:
-                try:
-                    signal.pidfd_send_signal(fd, sig)
-                    self.result.signalled.add(pid)
-                    self.watch.follow(fd)
-                except ProcessLookupError:
-                    pass
-
-    def signalled_fds(self) -> list[int]:
-        return [fd for pid, fd in self.fds.items() if pid in self.result.signalled]
+            if pid not in still:
+                continue
+            try:
+                signal.pidfd_send_signal(fd, sig)
+            except ProcessLookupError:
+                continue
+            self.result.signalled.add(pid)
+            self.watch.follow(fd)
+            self.followed.append(fd)
 
     def close(self) -> None:
-        for pid, fd in self.fds.items():
-            if pid in self.result.signalled:
-                self.watch.unfollow(fd)
+        for fd in self.followed:
+            self.watch.unfollow(fd)
+        self.followed.clear()
+        for fd in self.fds.values():
             os.close(fd)
         self.fds.clear()
 
@@ -194,7 +195,7 @@ def ladder(
             result.survivors = sorted(procs(cgroup))
         # a process leaves its cgroup a moment before it becomes a zombie its parent can
         # reap; wait for the pidfds too, so the leader's exit status is there to collect
-        for fd in signaller.signalled_fds():
+        for fd in signaller.followed:
             if not result.survivors and not _readable(fd):
                 yield fd, KILL_PHASE_LIMIT_S
         return result
