@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import anyio
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import BackgroundTasks, Depends, FastAPI, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
@@ -295,9 +295,11 @@ def _add_routes(app: FastAPI, manager: ProcessManager, auth: list[Any]) -> None:
     def start(body: NameBody | None = None) -> dict[str, Any]:
         return manager.start_program(body.name if body else None)
 
-    # async: the kill awaits the tree's emptiness on the loop, no thread-pool hop
+    # async: the kill awaits the tree's emptiness on the loop, no thread-pool hop; what the
+    # answer does not need (state rows, log lines, removing the cgroup) runs after it is sent
     @app.post("/process/kill", response_model=KillResult, dependencies=auth, responses=_ERRORS)
-    async def kill(body: KillBody | None = None) -> dict[str, Any]:
+    async def kill(background: BackgroundTasks, body: KillBody | None = None) -> dict[str, Any]:
+        background.add_task(manager.after_answer)
         return await manager.kill_async(body.name if body else None, body.timeout if body else None)
 
     @app.post(

@@ -15,7 +15,12 @@ them off.
 ``kill`` blocks its caller (a worker thread); ``kill_async`` is the same
 operation for the event loop: it awaits the tree's emptiness without a
 thread-pool hop, and falls back to ``kill`` in a thread when the monitor holds
-the program.
+the program. What the answer does not need waits until it has gone out
+(``after_answer``, which the route runs after the response): the two state rows
+(stopping, stopped), written in one transaction, their log lines, and removing
+the program's empty cgroup. ``StateDB`` writes held rows before any other use
+of the DB and ``_transition`` emits held lines before its own, so neither is
+ever read out of order; the in-memory state is final when the answer leaves.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
@@ -35,7 +41,13 @@ from typing import Any
 import anyio
 
 from supervisor.config import Config
-from supervisor.errors import AmbiguousProgram, InvalidTransition, StartFailed, UnknownProgram
+from supervisor.errors import (
+    AmbiguousProgram,
+    InvalidTransition,
+    StartFailed,
+    StateDBError,
+    UnknownProgram,
+)
 from supervisor.monitor import Monitor
 from supervisor.program import Program, resolve_python
 from supervisor.statedb import StateDB
@@ -79,6 +91,10 @@ class ProcessManager:
         self.programs = {p.name: Program(p, db.process_id(p.name)) for p in config.programs}
         self.log_dir = db.path.parent / "logs"
         self._keeper = keeper(containment.keeper_command())
+        # transition log lines held with their rows: (format, args)
+        self._held_lines: deque[tuple[str, tuple[Any, ...]]] = deque()
+        # programs a kill on the loop stopped whose place is removed after the answer
+        self._release_due: set[str] = set()
         self._become_subreaper = become_subreaper
         self.monitor = Monitor(
             self.programs,
@@ -114,6 +130,7 @@ class ProcessManager:
         self._sweep_descendants()
         self.containment.close()
         self._keeper.close()
+        self._emit_held_lines()
         log.info("event=shutdown_complete")
 
     # ----- public operations ------------------------------------------------
@@ -174,20 +191,53 @@ class ProcessManager:
                 leader_pid = prog.leader.pid if prog.leader else None
                 if members is None:
                     return self._kill_answer(prog, leader_pid, True, [], started)
-                # the STOPPING row is written while the tree exits, not before it is signalled
+                # STOPPING is recorded while the tree exits, not before it is signalled
                 result = await self.containment.stop_async(
                     self._target(prog),
                     prog.cfg.stop_signal,
                     self._timeout(prog, timeout),
                     members,
                     signalled=partial(
-                        self._transition, prog, State.STOPPING, "stopping", "kill requested"
+                        self._transition,
+                        prog,
+                        State.STOPPING,
+                        "stopping",
+                        "kill requested",
+                        later=True,
                     ),
                 )
-                self._stopped(prog, result, "")
+                self._stopped(prog, result, "", later=True)
                 return self._kill_answer(prog, leader_pid, False, result.survivors, started)
             finally:
                 prog.lock.release()
+
+    async def after_answer(self) -> None:
+        """What ``kill_async`` left for after its answer: the held state rows and log lines,
+        and removing the stopped program's empty place."""
+        try:
+            self.db.flush()
+        except StateDBError as exc:
+            log.error("event=state_write_failed error=%s", exc)
+        self._emit_held_lines()
+        for name in list(self._release_due):
+            prog = self.programs[name]
+            async with prog.async_lock:
+                if not prog.lock.acquire(blocking=False):
+                    continue  # the monitor holds it; the next stop or the shutdown releases it
+                try:
+                    if name in self._release_due and prog.state not in ACTIVE:
+                        self._release_due.discard(name)
+                        self.containment.released(name)
+                finally:
+                    prog.lock.release()
+
+    def _emit_held_lines(self) -> None:
+        while self._held_lines:
+            try:
+                fmt, args = self._held_lines.popleft()
+            except IndexError:  # another thread emitted the last one
+                return
+            log.info(fmt, *args)
 
     def restart(self, name: str | None) -> dict[str, Any]:
         killed = self.kill(name)
@@ -237,20 +287,32 @@ class ProcessManager:
             "survivors": survivors,
         }
 
-    def _transition(self, prog: Program, new: State, kind: str, detail: str, **fields: Any) -> None:
+    def _transition(
+        self,
+        prog: Program,
+        new: State,
+        kind: str,
+        detail: str,
+        *,
+        later: bool = False,
+        **fields: Any,
+    ) -> None:
+        """Change state and record it; ``later``: row and log line held for ``after_answer``."""
         old = prog.state
         if not can_transition(old, new):
             raise InvalidTransition(old, new)
         prog.state = new
-        self.db.record_state(prog.db_id, new.value, kind, detail, **fields)
-        log.info(
+        line = (
             "event=%s program=%s from=%s to=%s detail=%r",
-            kind,
-            prog.name,
-            old.value,
-            new.value,
-            detail,
+            (kind, prog.name, old.value, new.value, detail),
         )
+        if later:
+            self.db.record_state_later(prog.db_id, new.value, kind, detail, **fields)
+            self._held_lines.append(line)
+            return
+        self.db.record_state(prog.db_id, new.value, kind, detail, **fields)
+        self._emit_held_lines()
+        log.info(line[0], *line[1])
 
     def _spawn(self, prog: Program) -> bool:
         """Start the program's leader; False (and FATAL, logged) when it cannot start."""
@@ -282,6 +344,7 @@ class ProcessManager:
             )
             self._transition(prog, State.FATAL, "fatal", prog.last_error, pid=None)
             return False
+        self._release_due.discard(prog.name)  # started in it again
         info = proc.read_stat(popen.pid)
         assert info is not None, "an unreaped child always has /proc/PID/stat"
         self._close_leader_fd(prog)
@@ -319,15 +382,17 @@ class ProcessManager:
         self._after_stop(prog, result)
         return result
 
-    def _after_stop(self, prog: Program, result: ladder.LadderResult) -> None:
+    def _after_stop(self, prog: Program, result: ladder.LadderResult, release: bool = True) -> None:
         leader = prog.leader
         self._collect_leader(prog)
         for pid in result.signalled - {leader.pid if leader else 0}:
             proc.reap(pid)  # adopted descendants are our zombies now; the leader is Popen's
         if result.survivors:
             log.error("event=survivors program=%s pids=%s", prog.name, result.survivors)
-        else:
+        elif release:
             self.containment.released(prog.name)
+        else:
+            self._release_due.add(prog.name)
 
     def _collect_leader(self, prog: Program) -> bool:
         """Reap the leader if it exited; record its status. True when it has exited."""
@@ -365,7 +430,11 @@ class ProcessManager:
         quick = prog.state is State.STARTING or uptime < prog.cfg.start_seconds
         # only failures to stay up count toward FATAL; a crash after a good run starts afresh
         prog.quick_failures = prog.quick_failures + 1 if quick else 0
-        fields = {"pid": None, "exit_code": prog.exit_code, "exit_signal": prog.exit_signal}
+        fields: dict[str, Any] = {
+            "pid": None,
+            "exit_code": prog.exit_code,
+            "exit_signal": prog.exit_signal,
+        }
         if not prog.cfg.autorestart:
             self._transition(prog, State.EXITED, "exited", f"{detail}; autorestart off", **fields)
         elif prog.quick_failures >= prog.cfg.max_quick_failures:
@@ -414,14 +483,18 @@ class ProcessManager:
             if prog.state in ACTIVE:
                 prog.known_members = self._members(prog, procs)
 
-    def _stopped(self, prog: Program, result: ladder.LadderResult, prefix: str) -> None:
-        """After the containment's stop: collect, release, then STOPPED with the exit status."""
-        self._after_stop(prog, result)
+    def _stopped(
+        self, prog: Program, result: ladder.LadderResult, prefix: str, later: bool = False
+    ) -> None:
+        """After the containment's stop: collect, release, then STOPPED with the exit status;
+        ``later``: the row, its log line and the release wait for ``after_answer``."""
+        self._after_stop(prog, result, release=not later)
         self._transition(
             prog,
             State.STOPPED,
             "stopped",
             prefix + prog.exit_detail(),
+            later=later,
             pid=None,
             exit_code=prog.exit_code,
             exit_signal=prog.exit_signal,

@@ -4,6 +4,11 @@ The schema and its migrations live in ``supervisor.migrations``; ``StateDB``
 takes the migrator as an argument (the real one by default) and runs it once
 on open. A file that is not SQLite, or is newer than this build knows, is
 refused without being touched.
+
+``record_state_later`` is ``record_state`` moved off a caller's critical path
+(the kill's answer): the row waits in memory until ``flush`` or the next use of
+the DB, whichever comes first, so every reader and writer through ``StateDB``
+sees the rows complete and in order.
 """
 
 from __future__ import annotations
@@ -87,6 +92,9 @@ def _enable_wal(conn: sqlite3.Connection) -> None:
             time.sleep(0.01)
 
 
+_Row = tuple[int, str, str, str, dict[str, Any], str]  # id, status, kind, detail, fields, time
+
+
 class StateDB:
     """One connection shared by the supervisor's threads, behind a lock."""
 
@@ -104,19 +112,23 @@ class StateDB:
         except (OSError, sqlite3.Error) as exc:
             raise StateDBError(f"state DB {path} cannot be opened: {exc}") from exc
         self._lock = threading.Lock()
+        self._pending: list[_Row] = []  # record_state_later's rows, oldest first
         migrate(self._conn, path)
 
     def close(self) -> None:
         with self._lock:
+            self._flush()
             self._conn.close()
 
     def _exec(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
         with self._lock:
+            self._flush()
             return self._conn.execute(sql, params)
 
     def process_id(self, name: str) -> int:
         """The row of a program (the newest if a legacy DB holds several); created if none."""
         with self._lock:
+            self._flush()
             row = self._conn.execute(
                 "SELECT id FROM processes WHERE name = ? ORDER BY id DESC LIMIT 1", (name,)
             ).fetchone()
@@ -139,21 +151,49 @@ class StateDB:
         self, process_id: int, status: str, kind: str, detail: str, **fields: Any
     ) -> None:
         """Write a program's new status and its event in one transaction."""
-        now = _now()
-        sets = ["status = ?", "updated_at = ?"] + [f"{k} = ?" for k in fields]
-        values = (status, now, *fields.values(), process_id)
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+            self._pending.append((process_id, status, kind, detail, fields, _now()))
+            self._flush()
+
+    def record_state_later(
+        self, process_id: int, status: str, kind: str, detail: str, **fields: Any
+    ) -> None:
+        """``record_state``, written at the next ``flush`` or use of the DB (in order)."""
+        with self._lock:
+            self._pending.append((process_id, status, kind, detail, fields, _now()))
+
+    def flush(self) -> None:
+        """Write the rows ``record_state_later`` holds, in one transaction."""
+        with self._lock:
             try:
-                self._conn.execute(f"UPDATE processes SET {', '.join(sets)} WHERE id = ?", values)
+                self._flush()
+            except sqlite3.Error as exc:
+                raise StateDBError(
+                    f"state DB {self.path}: writing deferred state rows failed: {exc}; check"
+                    " the file's permissions and the free disk space"
+                ) from exc
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        # taken first: a failed write raises to its caller and is not retried by the next
+        rows, self._pending = self._pending, []
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            for process_id, status, kind, detail, fields, now in rows:
+                sets = ["status = ?", "updated_at = ?"] + [f"{k} = ?" for k in fields]
+                self._conn.execute(
+                    f"UPDATE processes SET {', '.join(sets)} WHERE id = ?",
+                    (status, now, *fields.values(), process_id),
+                )
                 self._conn.execute(
                     "INSERT INTO events (process_id, kind, detail, created_at) VALUES (?, ?, ?, ?)",
                     (process_id, kind, detail, now),
                 )
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
 
     def events(self, limit: int) -> list[dict[str, Any]]:
         rows = self._exec(

@@ -9,6 +9,8 @@ its supervisors is left.
 from __future__ import annotations
 
 import json
+import os
+import select
 import signal
 import sqlite3
 import subprocess
@@ -23,6 +25,7 @@ from flows.drills.harness import REAL_SUPERVISOR, stop_all
 from flows.drills.markers import runner_marker
 from supervisor.errors import ContainmentError
 from supervisor.stop import cgroup
+from supervisor.stop.cgroup_ladder import Watch
 from tests.conftest import FIXTURES, Supervisor, demo_program, wait_for, write_config
 
 MODES = ["cgroup", "session"]
@@ -231,6 +234,40 @@ def test_reclaim_kills_a_dead_instance_subtree_and_spares_a_live_one(launch, tag
     assert f"event=reclaimed instance={leftover.name[len(cgroup.PREFIX) :]}" in third.log()
     assert _pids(live_cgroup / "worker") == live_tree, "a live supervisor's tree was touched"
     assert live.state()["state"] in ("starting", "running")
+
+
+def _readable(fd: int) -> bool:
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+def test_watch_wakes_once_when_a_followed_member_exits():
+    """A kill's watch turns readable when a followed member exits, not only on a change of
+    cgroup.events (which the kernel sends at most every 10 ms), and reading it disarms
+    that member: an exited pidfd wakes the waiter once."""
+    node = _cgroup_parent() / f"watch-test-{uuid.uuid4().hex[:12]}"
+    node.mkdir()
+    sleeper = subprocess.Popen(["sleep", "1000"])
+    pidfd = os.pidfd_open(sleeper.pid)
+    watch = Watch(node)
+    try:
+        watch.follow(pidfd)
+        assert not watch.populated()  # as the ladder does first: reading re-arms the file
+        assert not _readable(watch.fd)
+        sleeper.kill()
+        sleeper.wait()
+        wait_for(lambda: _readable(watch.fd), 5, "the watch readable after the member's exit")
+        assert not watch.populated()
+        assert not _readable(watch.fd), "an exited member woke the watch a second time"
+        watch.unfollow(pidfd)
+    finally:
+        watch.close()
+        os.close(pidfd)
+        if sleeper.poll() is None:
+            sleeper.kill()
+            sleeper.wait()
+        node.rmdir()
 
 
 def test_find_mount_without_cgroup2_names_the_file(tmp_path):

@@ -7,10 +7,12 @@ session fallback forced by ``server.containment``.
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import httpx
 import pytest
 
+from supervisor.stop import cgroup
 from tests.conftest import Supervisor, demo_program, fixture_program, observe, wait_for
 
 CYCLES = 100
@@ -168,6 +170,35 @@ def test_restart_gives_a_new_tree(contained: Supervisor):
     assert not old & new
     kinds = [e["kind"] for e in supervisor.events()]
     assert kinds[:3] == ["started", "stopped", "stopping"]
+
+
+def _program_cgroup(sup: Supervisor, program: str) -> Path:
+    mount, _ = cgroup.find_mount()
+    parent = mount / cgroup.own_cgroup().lstrip("/")
+    (instance,) = parent.glob(f"{cgroup.PREFIX}{sup.pid}-*")
+    return instance / program
+
+
+def test_kill_rows_log_lines_and_cgroup_removal_follow_the_answer(supervisor_factory):
+    """What a kill holds until its answer is out still happens, in order: /events has both
+    rows right after the answer, the log has both lines before the next start's, and the
+    stopped program's empty cgroup is removed (and made again by the start)."""
+    sup = supervisor_factory([demo_program()], server={"containment": "cgroup"})
+    sup.wait_workload(DEMO_TREE)
+    place = _program_cgroup(sup, "worker")
+    assert place.is_dir()
+    response = sup.client.post("/process/kill")
+    assert response.status_code == 200, response.text
+    assert [e["kind"] for e in sup.events()][:2] == ["stopped", "stopping"]
+    wait_for(lambda: not place.exists(), 5, f"the stopped program's cgroup {place} removed")
+    assert sup.client.post("/process/start").status_code == 200
+    sup.wait_workload(DEMO_TREE)
+    assert place.is_dir()
+    log = sup.log()
+    stopping = log.index("event=stopping program=worker")
+    stopped = log.index("event=stopped program=worker")
+    restarted = log.rindex("event=started program=worker")
+    assert stopping < stopped < restarted, log
 
 
 def test_kill_with_timeout_escalates_on_a_sigterm_ignorer(supervisor_factory):

@@ -179,6 +179,25 @@ def test_state_db_reopen_is_a_no_op(tmp_path):
     assert (len(_rows(db, "processes")), len(_rows(db, "events"))) == (1, 1)
 
 
+def test_held_rows_are_written_before_any_other_use_of_the_db(tmp_path):
+    """record_state_later holds a row; the next read or write of the DB writes it first, in
+    order, and close writes whatever is still held."""
+    path = tmp_path / "state.db"
+    db = StateDB(path)
+    pid = db.process_id("worker")
+    db.record_state_later(pid, "stopping", "stopping", "kill requested")
+    db.record_state_later(pid, "stopped", "stopped", "killed by SIGTERM", pid=None)
+    assert _rows(path, "events") == [], "a held row was written before it was due"
+    assert [e["kind"] for e in db.events(10)] == ["stopped", "stopping"]
+    db.record_state_later(pid, "stopping", "stopping", "kill requested")
+    db.record_state(pid, "starting", "started", "pid 42", pid=42)
+    db.record_state_later(pid, "stopped", "stopped", "supervisor shutdown", pid=None)
+    db.close()
+    kinds = [r[0] for r in _rows(path, "events", "kind")]
+    assert kinds == ["stopping", "stopped", "stopping", "started", "stopped"]
+    assert _rows(path, "processes", "status, pid") == [("stopped", None)]
+
+
 def _write_text(path: Path) -> None:
     path.write_text("this is a text file, not a state database\n" * 3)
 

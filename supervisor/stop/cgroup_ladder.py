@@ -9,7 +9,12 @@ for the signalled pidfds, so the leader's exit status is there to collect.
 ``run_async`` with the event loop's ``add_reader`` (``POST /process/kill``).
 
 Emptiness is ``populated 0`` in ``cgroup.events``; kernfs flags a change of that
-file as POLLPRI on the open file until it is read again (``Watch``).
+file as POLLPRI on the open file until it is read again (``Watch``). The kernel
+sends that notification at most once per 10 ms per file (``cgroup_file_notify``,
+``CGROUP_FILE_NOTIFY_MIN_INTV``, rounded up to whole jiffies: 12 ms at HZ=250), so
+a kill that soon after the program's start heard of ``populated 0`` up to that much
+late (measured: 6 ms of a 8 ms kill). The watch therefore also wakes when a
+signalled member's pidfd turns readable, and every wake re-reads ``populated``.
 """
 
 from __future__ import annotations
@@ -30,21 +35,31 @@ log = logging.getLogger("supervisor.stop.cgroup")
 
 def procs(cgroup: Path) -> list[int]:
     """The pids in one cgroup (not its children); [] when it is gone."""
+    # plain fds, not a buffered file object: this is read twice on every kill's path
     try:
-        with open(cgroup / "cgroup.procs", "rb") as fh:
-            return [int(x) for x in fh.read().split()]
+        fd = os.open(f"{cgroup}/cgroup.procs", os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return []
+    try:
+        chunks = [os.read(fd, 65536)]
+        while chunks[-1]:
+            chunks.append(os.read(fd, 65536))
+    finally:
+        os.close(fd)
+    return [int(x) for x in b"".join(chunks).split()]
 
 
 class Watch:
-    """``populated`` of one cgroup, and an fd that turns readable when ``cgroup.events`` changes.
+    """``populated`` of one cgroup, and an fd that turns readable when it may have changed.
 
     kernfs flags a change of ``cgroup.events`` as POLLPRI on the open file, until the
-    file is read again. An epoll set holding just that (level-triggered) is itself
-    readable exactly then, so the same fd serves ``poll`` and the event loop's
-    ``add_reader``. (inotify would do too, but closing an inotify instance waits
-    for an SRCU grace period: 8-20 ms on every kill.)
+    file is read again. An epoll set holding that (level-triggered) is itself readable
+    then, so the same fd serves ``poll`` and the event loop's ``add_reader``. (inotify
+    would do too, but closing an inotify instance waits for an SRCU grace period:
+    8-20 ms on every kill.) The set also holds the pidfds of the members a ladder
+    signalled (``follow``), one-shot: a member's exit wakes the waiter once, without
+    waiting for the rate-limited notification. Emptiness itself is always the file's
+    ``populated 0``; a pidfd only says when to read it again.
     """
 
     def __init__(self, cgroup: Path) -> None:
@@ -55,8 +70,16 @@ class Watch:
         self.fd = self._epoll.fileno()
 
     def populated(self) -> bool:
-        # reading re-arms the POLLPRI notification
+        # harvesting disarms the pidfds that fired (one-shot), reading re-arms the POLLPRI
+        self._epoll.poll(0)
         return b"populated 1" in os.pread(self.events, 256, 0)
+
+    def follow(self, pidfd: int) -> None:
+        """Wake the waiter once when this member exits."""
+        self._epoll.register(pidfd, select.EPOLLIN | select.EPOLLONESHOT)
+
+    def unfollow(self, pidfd: int) -> None:
+        self._epoll.unregister(pidfd)
 
     def close(self) -> None:
         self._epoll.close()
@@ -96,12 +119,14 @@ async def _wait_async(fd: int, timeout: float) -> None:
 
 
 class _Signaller:
-    """pidfds of the members signalled so far."""
+    """pidfds of the members seen so far; the signalled ones are followed by the watch."""
 
-    def __init__(self, cgroup: Path, result: LadderResult) -> None:
+    def __init__(self, cgroup: Path, watch: Watch, result: LadderResult) -> None:
         self.cgroup = cgroup
+        self.watch = watch
         self.result = result
         self.fds: dict[int, int] = {}
+        self.followed: list[int] = []  # pidfds of the signalled members
 
     def signal_new(self, sig: int) -> None:
         opened = {}
@@ -118,14 +143,20 @@ class _Signaller:
         still = set(procs(self.cgroup))
         for pid, fd in opened.items():
             self.fds[pid] = fd
-            if pid in still:
-                try:
-                    signal.pidfd_send_signal(fd, sig)
-                    self.result.signalled.add(pid)
-                except ProcessLookupError:
-                    pass
+            if pid not in still:
+                continue
+            try:
+                signal.pidfd_send_signal(fd, sig)
+            except ProcessLookupError:
+                continue
+            self.result.signalled.add(pid)
+            self.watch.follow(fd)
+            self.followed.append(fd)
 
     def close(self) -> None:
+        for fd in self.followed:
+            self.watch.unfollow(fd)
+        self.followed.clear()
         for fd in self.fds.values():
             os.close(fd)
         self.fds.clear()
@@ -139,7 +170,7 @@ def ladder(
 ) -> Generator[_Wait, None, LadderResult]:
     """Yields what to wait for; returns who was signalled and who survived."""
     result = LadderResult()
-    signaller = _Signaller(cgroup, result)
+    signaller = _Signaller(cgroup, watch, result)
     try:
         deadline = time.monotonic() + timeout
         signaller.signal_new(stop_signal)
@@ -164,7 +195,7 @@ def ladder(
             result.survivors = sorted(procs(cgroup))
         # a process leaves its cgroup a moment before it becomes a zombie its parent can
         # reap; wait for the pidfds too, so the leader's exit status is there to collect
-        for fd in signaller.fds.values():
+        for fd in signaller.followed:
             if not result.survivors and not _readable(fd):
                 yield fd, KILL_PHASE_LIMIT_S
         return result
