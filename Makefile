@@ -73,4 +73,4 @@ fuzz: venv
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-2000} $(PY) -m pytest -q tests/test_fuzz_api.py
 
 clean:
-	rm -rf site docs/generated .pytest_cache .ruff_cache
+	rm -rf site .pytest_cache .ruff_cache

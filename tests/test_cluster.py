@@ -83,11 +83,16 @@ def test_cluster_demo_runs_one_drill_on_two_hosts_and_leaves_nothing(tmp_path: P
     usage = report["usage"]
     assert usage["prefect_server"]["cpu_s"] > 0 and usage["postgres"]["peak_rss_mb"] > 0
     assert report["published"]["runs"] >= 1, report["published"]
-    if not report["site_built"]:
-        pytest.xfail(
-            "the publisher ran but the site package of this branch finds mkdocs.yml and docs/ "
-            "through __file__, which an installed wheel does not have (fixed on branch h12)"
-        )
+    assert all(r["signed"] and r["log_index"] == 0 for r in runs), runs
+    assert report["verify"]["ok"] and report["verify"]["runs_checked"] == 2, report["verify"]
+    assert sorted(report["verify"]["checkpoints"]) == ["drill-01", "drill-02"]
+    assert re.search(r"^verify \S+/store: intact \(2 run\(s\); host drill-01: size 1", out, re.M)
+    assert report["site_built"], out[-4000:]
+    pages = sorted(r["site_page"] for r in runs if r["on_site"])  # checked before teardown
+    assert [p.split("/generated/")[1].split("/runs/")[0] for p in pages] == [
+        "hosts/drill-01", "hosts/drill-02",
+    ], runs  # fmt: skip
+    assert re.search(r"^site: \S+/site/index.html \(built: True", out, re.M)
     assert proc.returncode == 0, out[-4000:]
 
 

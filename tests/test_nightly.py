@@ -232,6 +232,55 @@ def test_run_page_link_is_a_url_under_nightly_site_url_else_a_plain_path(
     assert url == "http://127.0.0.1:8000/generated/runs/chaos-drill-20260101-000000/"
 
 
+def test_run_page_link_of_a_host_of_a_store_is_under_its_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A root <store>/hosts/<host>/ is that host's part of the store, and its run pages sit
+    under hosts/<host>/ in a path or a NIGHTLY_SITE_URL link; a plain root has no host."""
+    store = tmp_path / "store"
+    assert nightly.store_and_host(store / "hosts" / "drill-02") == (store.resolve(), "drill-02")
+    assert nightly.store_and_host(store) == (store, "")
+    monkeypatch.delenv("NIGHTLY_SITE_URL", raising=False)
+    run = "chaos-drill-20260101-000000"
+    assert nightly.run_page_link(None, run, "drill-02") is None
+    path = nightly.run_page_link(tmp_path / "site" / "index.html", run, "drill-02")
+    assert path == str(tmp_path / "site" / f"generated/hosts/drill-02/runs/{run}/index.html")
+    monkeypatch.setenv("NIGHTLY_SITE_URL", "https://evidence.example/")
+    url = nightly.run_page_link(None, run, "drill-02")
+    assert url == f"https://evidence.example/generated/hosts/drill-02/runs/{run}/"
+
+
+def test_run_under_a_host_folder_links_its_page_in_the_stores_site(
+    prefect_api: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """publish=True under <store>/hosts/drill-01/: the site is the store's (every host) and
+    the link is the run's built page under its host; publish=False with NIGHTLY_SITE_URL
+    links the page the publisher's site will have."""
+    monkeypatch.delenv("NIGHTLY_SITE_URL", raising=False)
+    store, site = tmp_path / "store", tmp_path / "site"
+    state = nightly_drills(drills=["bad_input"], artifacts_root=str(store / "hosts" / "drill-01"),
+                           site_dir=str(site), return_state=True)  # fmt: skip
+    assert state.is_completed(), state.message
+    outcome = state.result()
+    run_id = outcome["run_id"]
+    page = Path(outcome["site_page"])
+    assert page == site / "generated" / "hosts" / "drill-01" / "runs" / run_id / "index.html"
+    assert page.is_file() and run_id in page.read_text()
+
+    monkeypatch.setenv("NIGHTLY_SITE_URL", "http://127.0.0.1:8000")
+    state = nightly_drills(drills=["bad_input"], artifacts_root=str(store / "hosts" / "drill-02"),
+                           publish=False, return_state=True)  # fmt: skip
+    assert state.is_completed(), state.message
+    outcome = state.result()
+    assert outcome["site_index"] is None
+    assert outcome["site_page"] == (
+        f"http://127.0.0.1:8000/generated/hosts/drill-02/runs/{outcome['run_id']}/"
+    )
+    arts = artifacts_of(state.state_details.flow_run_id)
+    assert arts["drill-site"].type == "markdown"  # a link artifact is stored as markdown
+    assert f"]({outcome['site_page']})" in arts["drill-site"].data
+
+
 def test_drills_parameter_is_a_list_of_the_registry_ids_and_comes_first() -> None:
     """The rerun form's schema: drills first, an array whose items are exactly the ids."""
     from prefect.utilities.callables import parameter_schema

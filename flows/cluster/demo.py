@@ -159,6 +159,8 @@ class Cluster:
             PREFECT_HOME=str(home / "prefect"),
             PREFECT_SERVER_ANALYTICS_ENABLED="false",
             PYTHONUNBUFFERED="1",
+            # each host signs with its own key, kept in its folder (not root's ~/.config)
+            EVIDENCE_SIGNING_KEY=str(home / "evidence-key.pem"),
             # the drills start `python -m supervisor.demo_worker`: the installed one
             PATH=f"{self.python.parent}:{env.get('PATH', '/usr/bin:/bin')}",
         )
@@ -274,20 +276,39 @@ class Cluster:
         return left
 
 
-def _verify(store: Path) -> dict[str, Any]:
+def _verify(store: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``python -m flows verify <store>``'s check, host by host: every run's files, chain,
+    signed statement and log inclusion, and each host's signed checkpoint. (The runs by
+    folder, the whole outcome.)"""
+    from flows.errors import EvidenceError
     from flows.evidence import verify
 
+    try:
+        report = verify(store)
+    except EvidenceError as exc:  # no run folder at all
+        return {}, {"ok": False, "runs_checked": 0, "problems": [str(exc)], "checkpoints": {}}
+    checks = {(r.host or "", r.run_id): r for r in report.runs}
     found = {}
     for results in sorted(store.glob("hosts/*/chaos-drill-*/results.json")):
         data = json.loads(results.read_text())
         run_dir = results.parent
+        check = checks.get((run_dir.parent.name, run_dir.name))
         found[str(run_dir)] = {
             "host_folder": run_dir.parent.name,
             "hostname": data["host"]["hostname"],
             "verdict": data.get("verdict"),
-            "verifies": bool(verify(run_dir).ok),
+            "verifies": check is not None and check.state == "OK",
+            "signed": check is not None and check.signed,
+            "log_index": check.log_index if check else None,
         }
-    return found
+    outcome = {
+        "ok": report.ok,
+        "runs_checked": report.runs_checked,
+        "problems": report.problems,
+        "checkpoints": {h: f"size {c['size']} root {str(c['root_sha256'])[:16]}…"
+                        for h, c in report.checkpoints.items()},
+    }  # fmt: skip
+    return found, outcome
 
 
 def _extrapolate(usage: dict[str, Usage], hosts: int, wall_s: float) -> dict[str, Any]:
@@ -304,9 +325,17 @@ def _extrapolate(usage: dict[str, Usage], hosts: int, wall_s: float) -> dict[str
 def _report(cluster: Cluster, outcome: dict[str, Any]) -> dict[str, Any]:
     usage: dict[str, Usage] = outcome.pop("usage")
     wall = outcome["trigger_to_all_complete_s"]
+    from flows.site import run_page_url
+
+    runs_on_disk, verified = _verify(cluster.store)
+    for run_dir, info in runs_on_disk.items():
+        page = run_page_url(Path(run_dir).name, info["host_folder"])
+        info["site_page"] = str(cluster.site_dir / page / "index.html")
+        info["on_site"] = Path(info["site_page"]).is_file()
     report = {
         **outcome,
-        "runs_on_disk": _verify(cluster.store),
+        "runs_on_disk": runs_on_disk,
+        "verify": verified,
         "site": str(cluster.site_dir / "index.html"),
         "site_built": (cluster.site_dir / "index.html").is_file(),
         "events": cluster.events(),
@@ -315,10 +344,14 @@ def _report(cluster: Cluster, outcome: dict[str, Any]) -> dict[str, Any]:
     }
     for run_dir, info in report["runs_on_disk"].items():
         _say(f"run folder: {run_dir}  host={info['hostname']}  verdict={info['verdict']}  "
-             f"verifies={info['verifies']}")  # fmt: skip
+             f"verifies={info['verifies']}  signed={info['signed']}  "
+             f"log #{info['log_index']}  page on site={info['on_site']}")  # fmt: skip
     _say(
         f"site: {report['site']} (built: {report['site_built']}, publisher {outcome['published']})"
     )
+    word = "intact" if verified["ok"] else f"BROKEN: {'; '.join(verified['problems'][:5])}"
+    checkpoints = ", ".join(f"host {h}: {c}" for h, c in verified["checkpoints"].items())
+    _say(f"verify {cluster.store}: {word} ({verified['runs_checked']} run(s); {checkpoints})")
     _say(f"trigger -> all hosts complete: {wall:.1f}s")
     for name, figures in report["usage"].items():
         _say(f"{name}: {figures}")
@@ -330,8 +363,10 @@ def _ok(report: dict[str, Any]) -> bool:
     runs = report["runs_on_disk"].values()
     return (
         set(report["states"].values()) == {"COMPLETED"}
-        and bool(runs)
-        and all(r["verifies"] and r["hostname"] == r["host_folder"] for r in runs)
+        and len(runs) == len(report["states"])
+        and all(r["verifies"] and r["signed"] and r["on_site"] for r in runs)
+        and all(r["hostname"] == r["host_folder"] for r in runs)
+        and report["verify"]["ok"]
         and report["site_built"]
     )
 
@@ -388,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
         left = cluster.close() if cluster else []
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)
-        _say(f"teardown: {'nothing left' if not left else 'LEFT: ' + ', '.join(left)}")
+        kept = f"{folder} kept" if args.keep else f"{folder} removed (--keep keeps it)"
+        _say(f"teardown: {'nothing left' if not left else 'LEFT: ' + ', '.join(left)}; {kept}")
         signal.signal(signal.SIGINT, signal.default_int_handler)
     return code if not left else max(code, 1)

@@ -39,6 +39,7 @@ from prefect.states import Completed, Failed
 from flows.drills import DrillOptions
 from flows.errors import FlowsError, SetupError
 from flows.evidence import RunWriter, new_run_dir
+from flows.evidence.layout import HOSTS
 from flows.evidence.log import checkpoint_lines
 from flows.pipeline.events import emit_sealed, emit_verdict
 from flows.registry import DRILL_IDS, check_ids
@@ -60,6 +61,7 @@ __all__ = [
     "build_site",
     "nightly_drills",
     "run_page_link",
+    "store_and_host",
 ]
 
 FLOW_NAME = "nightly-drills"
@@ -124,18 +126,35 @@ def _options(config: str | None) -> DrillOptions:
     return DrillOptions(config=Path(config) if config else None)
 
 
-def run_page_link(site_index: Path, run_id: str) -> str:
-    """A run's page: its URL under ``$NIGHTLY_SITE_URL`` if set, else its file's path.
+def store_and_host(artifacts_root: str | Path) -> tuple[Path, str]:
+    """(the evidence store, the host name) of an artifacts root.
+
+    A root ``<store>/hosts/<host>/`` is one host's part of a multi-host store: its
+    runs' pages live under ``hosts/<host>/`` of any site built from the store. Any
+    other root is a store of its own, with no host name.
+    """
+    root = Path(artifacts_root)
+    if root.resolve().parent.name == HOSTS:
+        return root.resolve().parent.parent, root.resolve().name
+    return root, ""
+
+
+def run_page_link(site_index: Path | None, run_id: str, host: str = "") -> str | None:
+    """A run's page: its URL under ``$NIGHTLY_SITE_URL`` if set, else its file's path in
+    the site of ``site_index`` (None when there is neither). ``host`` names the run's
+    host in a multi-host store (:func:`store_and_host`), whose pages live under it.
 
     A path, not a ``file://`` URL: the Prefect UI drops ``file://`` links, so the
     artifact shows the path as text to copy (:func:`_artifacts`).
     """
     from flows.site import run_page_url
 
-    page = run_page_url(run_id)
+    page = run_page_url(run_id, host)
     base = os.environ.get(SITE_URL_ENV, "").strip()
     if base:
         return base.rstrip("/") + "/" + page
+    if site_index is None:
+        return None
     return str((site_index.parent / page / "index.html").resolve())
 
 
@@ -216,14 +235,20 @@ def _artifacts(
 def _publish(
     publish: bool, artifacts_root: str, site_dir: str, run_id: str
 ) -> tuple[str | None, str | None, str | None]:
-    """(site index, run page link, publish error); all None when ``publish`` is off."""
+    """(site index, run page link, publish error). Without ``publish`` no site is built,
+    and the link is the page under ``$NIGHTLY_SITE_URL`` (a publisher's site) or None.
+
+    A root under ``<store>/hosts/<host>/`` builds the whole store's site, so the run's
+    page is where the publisher's site has it too: under its host.
+    """
+    store, host = store_and_host(artifacts_root)
     if not publish:
-        return None, None, None
-    state = publish_task(str(artifacts_root), str(site_dir), return_state=True)
+        return None, run_page_link(None, run_id, host), None
+    state = publish_task(str(store if host else artifacts_root), str(site_dir), return_state=True)
     if not state.is_completed():
         return None, None, state.message or state.name
     site_index: str = state.result()
-    return site_index, run_page_link(Path(site_index), run_id), None
+    return site_index, run_page_link(Path(site_index), run_id, host), None
 
 
 @flow(name=FLOW_NAME, retries=0, log_prints=False)
