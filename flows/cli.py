@@ -207,10 +207,20 @@ def _add_evidence(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
 
     trends = sub.add_parser("trends", help="print per-drill trends in the terminal")
-    trends.add_argument("--artifacts", default=DEFAULT_ROOT, metavar="ROOT")
+    trends.add_argument(
+        "--artifacts",
+        default=DEFAULT_ROOT,
+        metavar="ROOT",
+        help="the evidence root: run folders, or hosts/<name>/ folders of them (default: %(default)s)",
+    )
 
     publish = sub.add_parser("publish", help="compute trends and build the evidence site")
-    publish.add_argument("--artifacts", default=DEFAULT_ROOT, metavar="ROOT")
+    publish.add_argument(
+        "--artifacts",
+        default=DEFAULT_ROOT,
+        metavar="ROOT",
+        help="the evidence root: run folders, or hosts/<name>/ folders of them (default: %(default)s)",
+    )
     publish.add_argument(
         "--site-dir",
         default="site",
@@ -271,7 +281,12 @@ def _add_nightly(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "(e.g. make serve) when set, else on a temporary local one. Drill ids: "
         + ", ".join(registry.DRILL_IDS),
     )
-    nightly.add_argument("--artifacts", default=DEFAULT_ROOT, metavar="ROOT")
+    nightly.add_argument(
+        "--artifacts",
+        default=DEFAULT_ROOT,
+        metavar="ROOT",
+        help="the evidence root: run folders, or hosts/<name>/ folders of them (default: %(default)s)",
+    )
     _add_drill_option(nightly)
     nightly.add_argument("--config", metavar="FILE")
     _add_program_option(nightly)
