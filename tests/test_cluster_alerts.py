@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.events.worker import EventsWorker
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.pipeline.alerts import (
@@ -59,6 +58,19 @@ def receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     httpd.server_close()
 
 
+def _drain_to_this_server() -> None:
+    """Deliver this process's buffered events and logs while the server still answers, and
+    stop their workers. Prefect keeps one events worker per process, bound to the API it
+    first sent to: left running, it would carry later tests' events (another server's) to
+    this one once it is gone, and their final drain would wait on it until a timeout."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for service in (APILogWorker, EventsWorker):
+        _, pending = service.drain_all(timeout=60)  # type: ignore[misc]
+        assert not pending, f"{service.__name__}: {len(pending)} item(s) not delivered in 60s"
+
+
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[LocalServer]:
     local = LocalServer(free_port(), home=tmp_path / "prefect-home")
@@ -66,10 +78,7 @@ def server(tmp_path: Path) -> Iterator[LocalServer]:
     try:
         with temporary_settings(updates={PREFECT_API_URL: local.api_url}):
             yield local
-            # Prefect keeps one events worker per process whatever the API URL: left
-            # running, it would send every later test's events to this server once it
-            # is gone, and pytest would hang at exit draining them.
-            EventsWorker.drain_all(timeout=30)
+            _drain_to_this_server()
     finally:
         local.stop()
 
