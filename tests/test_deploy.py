@@ -14,7 +14,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import httpx
 import pytest
@@ -166,6 +166,20 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
+def start_serve(tmp_path: Path, port: int, cwd: Path) -> tuple[subprocess.Popen[bytes], IO[bytes]]:
+    """``python -m flows serve --with-server`` on ``port`` with its own PREFECT_HOME, its
+    evidence and site under ``tmp_path``; output goes to ``serve.log`` (the caller closes it)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(tmp_path / "prefect-home"), PYTHONUNBUFFERED="1")
+    log = open(tmp_path / "serve.log", "w+b")  # noqa: SIM115 - the caller closes it
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flows", "serve", "--with-server", "--port", str(port),
+         "--artifacts", str(tmp_path / "art"), "--site-dir", str(tmp_path / "site")],
+        cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    return proc, log
+
+
 @pytest.mark.slow
 def test_make_serve_serves_nightly_runs_a_ui_rerun_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     """``serve --with-server``: the server answers, the deployment is registered with its
@@ -174,14 +188,7 @@ def test_make_serve_serves_nightly_runs_a_ui_rerun_and_stops_on_ctrl_c(tmp_path:
     without pausing the schedule."""
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(PREFECT_HOME=str(tmp_path / "prefect-home"), PYTHONUNBUFFERED="1")
-    log = open(tmp_path / "serve.log", "w+b")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "flows", "serve", "--with-server", "--port", str(port),
-         "--artifacts", str(tmp_path / "art"), "--site-dir", str(tmp_path / "site")],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    proc, log = start_serve(tmp_path, port, cwd=REPO)
 
     def output() -> str:
         log.seek(0)

@@ -9,10 +9,8 @@ waits for the run to be Completed and opens its Artifacts tab.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +18,7 @@ import httpx
 import pytest
 
 from tests.conftest import free_port
-from tests.test_deploy import wait_for
+from tests.test_deploy import start_serve, wait_for
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
@@ -37,14 +35,7 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="PyPI playwright no
 def served(tmp_path: Path) -> Iterator[str]:
     """``make serve`` on a free port, from a folder outside the checkout; the UI's base URL."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(PREFECT_HOME=str(tmp_path / "prefect-home"), PYTHONUNBUFFERED="1")
-    log = open(tmp_path / "serve.log", "w+b")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "flows", "serve", "--with-server", "--port", str(port),
-         "--artifacts", str(tmp_path / "art"), "--site-dir", str(tmp_path / "site")],
-        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    proc, log = start_serve(tmp_path, port, cwd=tmp_path)
     base = f"http://127.0.0.1:{port}"
 
     def registered() -> bool:
