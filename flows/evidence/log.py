@@ -432,12 +432,20 @@ def checkpoint_payload(origin: str, size: int, root_hash: bytes) -> dict[str, An
     return {"origin": origin, "size": size, "root_sha256": root_hash.hex()}
 
 
-def _signed_size(raw: bytes) -> int | None:
-    """The size a checkpoint envelope states (its signature unchecked), None if unreadable."""
+def stated_checkpoint(raw: bytes) -> dict[str, Any] | None:
+    """The payload a checkpoint envelope states, its signature unchecked: ``size`` (an int)
+    and ``root_sha256``; None when the bytes are no such envelope."""
     try:
-        return int(json.loads(base64.b64decode(json.loads(raw)["payload"]))["size"])
+        payload = json.loads(base64.b64decode(json.loads(raw)["payload"]))
+        return {**payload, "size": int(payload["size"]), "root_sha256": str(payload["root_sha256"])}
     except (ValueError, KeyError, TypeError):
         return None
+
+
+def _signed_size(raw: bytes) -> int | None:
+    """The size a checkpoint envelope states (its signature unchecked), None if unreadable."""
+    payload = stated_checkpoint(raw)
+    return None if payload is None else int(payload["size"])
 
 
 def _keep(root: Path, current: Path, before: int, durable: bool) -> None:
@@ -503,8 +511,10 @@ def checkpoint_lines(root: Path) -> list[str]:
 
     try:
         raw = (Path(root) / CHECKPOINT).read_bytes()
-        payload = json.loads(base64.b64decode(json.loads(raw)["payload"]))
-    except (OSError, ValueError, KeyError, TypeError):
+    except OSError:
+        return []
+    payload = stated_checkpoint(raw)
+    if payload is None:
         return []
     try:
         open_envelope(raw, CHECKPOINT_TYPE, load_public_key(Path(root) / PUBLIC_KEY))

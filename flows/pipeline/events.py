@@ -13,9 +13,7 @@ Emitting never fails a run: without a Prefect API Prefect drops the event.
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import logging
 import socket
 from pathlib import Path
@@ -23,7 +21,8 @@ from typing import Any
 
 from prefect.events import emit_event
 
-from flows.evidence.layout import MANIFEST
+from flows.evidence.layout import CHECKPOINT, MANIFEST
+from flows.evidence.log import stated_checkpoint
 from flows.registry import info, key_metric
 
 __all__ = [
@@ -36,7 +35,6 @@ __all__ = [
 
 EVENT_VERDICT = "chaos.drill.verdict"
 EVENT_SEALED = "chaos.evidence.sealed"
-CHECKPOINT = Path("log") / "checkpoint.dsse.json"
 
 log = logging.getLogger("flows.pipeline.events")
 
@@ -46,15 +44,15 @@ def checkpoint(run_dir: Path) -> dict[str, Any]:
     signed = run_dir.parent / CHECKPOINT
     if signed.is_file():
         try:
-            envelope = json.loads(signed.read_text(encoding="utf-8"))
-            statement = json.loads(base64.b64decode(envelope["payload"]))
-            return {
-                "kind": "dsse-checkpoint",
-                "size": int(statement["size"]),
-                "root_sha256": str(statement["root_sha256"]),
-            }
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.warning("events.checkpoint_unreadable path=%s reason=%s", signed, exc)
+            stated = stated_checkpoint(signed.read_bytes())
+        except OSError as exc:
+            stated, reason = None, str(exc)
+        else:
+            reason = "not a checkpoint envelope"
+        if stated is not None:
+            size, root = stated["size"], stated["root_sha256"]
+            return {"kind": "dsse-checkpoint", "size": size, "root_sha256": root}
+        log.warning("events.checkpoint_unreadable path=%s reason=%s", signed, reason)
     manifest = run_dir / MANIFEST
     digest = hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest.is_file() else None
     return {"kind": "manifest", "manifest_sha256": digest}
