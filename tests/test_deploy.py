@@ -156,11 +156,12 @@ def _pool_deployment_registers(api: str, tmp_path: Path) -> None:
     assert pooled.job_variables == {"working_dir": str(tmp_path)}
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def stop_serve(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """Ctrl-C a ``flows serve`` process; SIGKILL it if it is still there after ``timeout``."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)
         try:
-            proc.wait(timeout=30)
+            proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             proc.kill()  # its server gets SIGTERM from PR_SET_PDEATHSIG
             proc.wait()
@@ -210,7 +211,7 @@ def test_make_serve_serves_nightly_runs_a_ui_rerun_and_stops_on_ctrl_c(tmp_path:
         with pytest.raises(httpx.HTTPError):
             httpx.get(f"{api}/health", timeout=2)
     finally:
-        _stop(proc)
+        stop_serve(proc)
         log.close()
 
     # pause_on_shutdown=False: on the next server start the schedule is still active.

@@ -9,8 +9,6 @@ waits for the run to be Completed and opens its Artifacts tab.
 
 from __future__ import annotations
 
-import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import httpx
 import pytest
 
 from tests.conftest import free_port
-from tests.test_deploy import start_serve, wait_for
+from tests.test_deploy import start_serve, stop_serve, wait_for
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
@@ -51,12 +49,7 @@ def served(tmp_path: Path) -> Iterator[str]:
         wait_for(registered, 150, "the served nightly deployment")
         yield base
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()  # its server gets SIGTERM from PR_SET_PDEATHSIG
-            proc.wait()
+        stop_serve(proc, timeout=60)
         log.close()
 
 
