@@ -211,8 +211,11 @@ def _start_supervisord(workdir: Path) -> Theirs:
     port = free_port()
     conf = workdir / "supervisord.conf"
     conf.write_text(THEIRS.format(dir=workdir, port=port, workload=WORKLOAD))
+    # without PYTHONPATH: ours names a package `supervisor` too, which would shadow theirs
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     popen = subprocess.Popen(
         [str(venv / "bin" / "supervisord"), "-c", str(conf)],
+        env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

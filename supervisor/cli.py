@@ -27,6 +27,7 @@ from supervisor.auth import Token
 from supervisor.errors import SupervisorError
 from supervisor.manager import ProcessManager
 from supervisor.owner import DBOwner
+from supervisor.protocol import CorkedHttpTools
 from supervisor.statedb import StateDB, check_file
 from supervisor.stop.containment import Containment, choose
 from supervisor.stop.instance import new_instance
@@ -173,6 +174,8 @@ def _run(app: FastAPI, sock: socket.socket, access_log: bool) -> int:
             access_log=access_log,
             timeout_graceful_shutdown=1,
             lifespan="on",
+            http=CorkedHttpTools,  # one TCP segment per response
+            loop="uvloop",
         )
     )
     # uvicorn re-raises the stop signal once it has shut down; under Python's default

@@ -164,11 +164,15 @@ class ProcessManager:
             leader_pid = prog.leader.pid if prog.leader else None
             if members is None:
                 return self._kill_answer(prog, leader_pid, True, [], started)
-            self._transition(prog, State.STOPPING, "stopping", "kill requested")
-            result = self.containment.stop(
-                self._target(prog), prog.cfg.stop_signal, self._timeout(prog, timeout), members
-            )
-            self._stopped(prog, result, "")
+            self.monitor.hold(prog.name)  # the leader's exit is ours to handle
+            try:
+                self._transition(prog, State.STOPPING, "stopping", "kill requested")
+                result = self.containment.stop(
+                    self._target(prog), prog.cfg.stop_signal, self._timeout(prog, timeout), members
+                )
+                self._stopped(prog, result, "")
+            finally:
+                self.monitor.release(prog.name)
             return self._kill_answer(prog, leader_pid, False, result.survivors, started)
 
     async def kill_async(self, name: str | None, timeout: float | None = None) -> dict[str, Any]:
@@ -191,6 +195,7 @@ class ProcessManager:
                 leader_pid = prog.leader.pid if prog.leader else None
                 if members is None:
                     return self._kill_answer(prog, leader_pid, True, [], started)
+                self.monitor.hold(prog.name)  # the leader's exit is ours to handle
                 # STOPPING is recorded while the tree exits, not before it is signalled
                 result = await self.containment.stop_async(
                     self._target(prog),
@@ -209,6 +214,7 @@ class ProcessManager:
                 self._stopped(prog, result, "", later=True)
                 return self._kill_answer(prog, leader_pid, False, result.survivors, started)
             finally:
+                self.monitor.release(prog.name)
                 prog.lock.release()
 
     async def after_answer(self) -> None:
