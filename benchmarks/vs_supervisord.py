@@ -128,6 +128,15 @@ class Ours:
         if status != 200 or json.loads(body)["survivors"]:
             raise RuntimeError(f"benchmark: our kill answered {status}: {body!r}")
 
+    def nothing(self) -> None:
+        """GET /healthz: a new connection, the app, an answer; no work."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.request("GET", "/healthz")
+            conn.getresponse().read()
+        finally:
+            conn.close()
+
     def start(self) -> None:
         status, body = _post(self.port, "/process/start", b'{"name": "sh"}', self.headers)
         if status != 200:
@@ -162,6 +171,10 @@ class Theirs:
 
     def kill(self) -> None:
         self._call("supervisor.stopProcess", "sh", True)
+
+    def nothing(self) -> None:
+        """XML-RPC supervisor.getState: a new connection, the app, an answer; no work."""
+        self._call("supervisor.getState")
 
     def start(self) -> None:
         self._call("supervisor.startProcess", "sh", True)
@@ -264,6 +277,12 @@ def main(cycles: int = 60, quiet: bool = False) -> dict[str, Any]:
                     took, left = _cycle(side)
                     times[name].append(took)
                     alive[name] += left > 0
+            floor: dict[str, list[float]] = {"ours": [], "theirs": []}
+            for _ in range(cycles):  # what the same client pays for a request that does nothing
+                for name, side in (("ours", ours), ("theirs", theirs)):
+                    started = time.perf_counter()
+                    side.nothing()
+                    floor[name].append((time.perf_counter() - started) * 1000)
             rss_ours, rss_keeper, rss_theirs = ours.rss(), ours.keeper_rss(), theirs.rss()
             containment = sup.client.get("/healthz").json()["containment"]
         finally:
@@ -282,6 +301,8 @@ def main(cycles: int = 60, quiet: bool = False) -> dict[str, Any]:
         "vs_containment": containment,
         "vs_load_before": round(load_before, 2),
         "vs_load_after": round(os.getloadavg()[0], 2),
+        "vs_ours_floor_ms": round(statistics.median(floor["ours"]), 3),
+        "vs_supervisord_floor_ms": round(statistics.median(floor["theirs"]), 3),
     }
     figures["vs_ratio"] = round(
         figures["vs_ours_median_ms"] / figures["vs_supervisord_median_ms"], 3
@@ -298,6 +319,10 @@ def _print(f: dict[str, Any]) -> None:
     print(
         f"{'kill round trip, median (ms)':<34} {f['vs_ours_median_ms']:>12.2f}"
         f" {f['vs_supervisord_median_ms']:>12.2f}"
+    )
+    print(
+        f"{'a request doing nothing, median (ms)':<34} {f['vs_ours_floor_ms']:>12.2f}"
+        f" {f['vs_supervisord_floor_ms']:>12.2f}   (/healthz; XML-RPC getState)"
     )
     print(
         f"{'cycles with tree alive at answer':<34} {f['vs_ours_tree_alive_at_answer']:>9}/{n}"
