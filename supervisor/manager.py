@@ -26,6 +26,7 @@ ever read out of order; the in-memory state is final when the answer leaves.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -49,7 +50,7 @@ from supervisor.errors import (
     UnknownProgram,
 )
 from supervisor.monitor import Monitor
-from supervisor.program import Program, resolve_python
+from supervisor.program import Program, check_executable, resolve_python
 from supervisor.statedb import StateDB
 from supervisor.states import ACTIVE, State, can_transition
 from supervisor.stop import ladder, proc
@@ -327,19 +328,10 @@ class ProcessManager:
         env[INSTANCE_ENV] = self.instance
         env[PROGRAM_ENV] = prog.name
         env.pop("SUPERVISOR_TOKEN", None)
+        argv = resolve_python(prog.cfg.command)
         try:
-            join = self.containment.prepare(prog.name)
-            with open(self.log_dir / f"{prog.name}.log", "ab") as out:
-                popen = subprocess.Popen(
-                    resolve_python(prog.cfg.command),
-                    start_new_session=True,
-                    env=env,
-                    cwd=prog.cfg.directory,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    preexec_fn=join,
-                )
+            check_executable(argv[0], env, prog.cfg.directory)
+            popen = self._launch(prog, argv, env)
         except (OSError, subprocess.SubprocessError) as exc:
             prog.last_error = f"cannot start {list(prog.cfg.command)}: {exc}"
             log.warning(
@@ -374,6 +366,39 @@ class ProcessManager:
         )
         self.monitor.wake()
         return True
+
+    def _launch(
+        self, prog: Program, argv: list[str], env: dict[str, str]
+    ) -> subprocess.Popen[bytes]:
+        """Start the leader in its place: the containment's first image (if any) waits
+        on stdin until ``admit`` has put it there. No preexec_fn, so subprocess uses
+        vfork: a fork would copy the supervisor's page tables and leave every page of
+        it copy-on-write for the next kill to fault on."""
+        place = self.containment.prepare(prog.name)
+        with open(self.log_dir / f"{prog.name}.log", "ab") as out:
+            popen = subprocess.Popen(
+                place + argv,
+                start_new_session=True,
+                env=env,
+                cwd=prog.cfg.directory,
+                stdin=subprocess.PIPE if place else subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        if popen.stdin is None:
+            return popen
+        try:
+            self.containment.admit(prog.name, popen.pid)
+            popen.stdin.write(b"go\n")
+            popen.stdin.flush()
+        except OSError:
+            popen.kill()  # still the waiting first image: nothing of the program ran
+            popen.wait()
+            raise
+        finally:
+            with contextlib.suppress(BrokenPipeError):  # the line is out, or it is dead
+                popen.stdin.close()
+        return popen
 
     def _members(
         self, prog: Program, procs: dict[int, proc.ProcInfo] | None = None

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,3 +70,27 @@ def resolve_python(command: tuple[str, ...]) -> list[str]:
     if command[0] in ("python", "python3"):
         return [sys.executable, *command[1:]]
     return list(command)
+
+
+def check_executable(name: str, env: Mapping[str, str], cwd: str | None) -> None:
+    """Raise what ``execvp`` would fail with (``FileNotFoundError``, ``PermissionError``)
+    when ``name`` cannot be executed: searched on ``env``'s PATH unless it has a slash,
+    relative paths from ``cwd``. The containment may exec it from a first image of its
+    own (cgroup: ``sh``), where a failed exec is only an exit status; checked here, a
+    missing command still fails the start with the OS error."""
+    base = cwd if cwd is not None else os.getcwd()
+    if "/" in name:
+        candidates = [os.path.join(base, name)]
+    else:
+        dirs = env.get("PATH", os.defpath).split(os.pathsep)
+        candidates = [os.path.join(base, d or ".", name) for d in dirs]
+    denied = False
+    for path in candidates:
+        if os.path.isfile(path):
+            if os.access(path, os.X_OK):
+                return
+            denied = True
+        elif os.path.isdir(path) and "/" in name:
+            denied = True
+    code = errno.EACCES if denied else errno.ENOENT
+    raise (PermissionError if denied else FileNotFoundError)(code, os.strerror(code), name)

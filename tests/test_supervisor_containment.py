@@ -330,3 +330,30 @@ def test_lock_file_names_the_owner(launch):
     sup = launch("cgroup", [demo_program()])
     owner = json.loads(sup.db.with_name(sup.db.name + ".lock").read_text())
     assert owner == {"pid": sup.pid, "url": sup.base_url}
+
+
+def test_leader_is_in_its_cgroup_when_the_start_answers(launch):
+    """No window: right at each start's answer the new leader is already in its
+    program's cgroup (it waits as ``sh`` until the supervisor has put it there)."""
+    sup = launch("cgroup", programs=[{"name": "idle", "command": ["sleep", "600"]}])
+    (instance,) = _instance_cgroups(sup)
+    for cycle in range(20):
+        assert sup.client.post("/process/kill", json={}).status_code == 200
+        answer = sup.client.post("/process/start", json={})
+        assert answer.status_code == 200, answer.text
+        pid = answer.json()["pid"]
+        assert pid in _pids(instance / "idle"), f"cycle {cycle}: pid {pid} not in its cgroup yet"
+
+
+@pytest.mark.parametrize(("line", "runs"), [(b"go\n", True), (b"", False)])
+def test_the_hold_image_execs_the_program_only_after_its_line(tmp_path, line, runs):
+    """``HOLD_SH`` execs the program once it reads a line; at EOF (its supervisor died
+    before placing it) it exits 125 and runs nothing."""
+    marker = tmp_path / "ran"
+    hold = subprocess.Popen(
+        ["/bin/sh", "-c", cgroup.HOLD_SH, "supervisor-hold", "touch", str(marker)],
+        stdin=subprocess.PIPE,
+    )
+    hold.communicate(line, timeout=10)
+    assert hold.returncode == (0 if runs else 125)
+    assert marker.exists() is runs

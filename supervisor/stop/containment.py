@@ -53,8 +53,15 @@ class Containment(Protocol):
     @property
     def reason(self) -> str: ...
 
-    def prepare(self, program: str) -> Callable[[], None] | None:
-        """Make the program's place; the callable (if any) runs in the child before exec."""
+    def prepare(self, program: str) -> list[str]:
+        """Make the program's place; the argv to put before the program's own ([] for
+        none). That first image waits for one line on its stdin, then execs the program
+        with stdin from /dev/null; the caller writes the line after ``admit``."""
+        ...
+
+    def admit(self, program: str, pid: int) -> None:
+        """Put the just-started leader (still the waiting first image) in its place;
+        ``OSError`` when that cannot be done."""
         ...
 
     def members(

@@ -32,8 +32,11 @@ class SessionContainment:
         self.reason = reason
         self._stopper = stopper
 
-    def prepare(self, program: str) -> Callable[[], None] | None:
-        return None
+    def prepare(self, program: str) -> list[str]:
+        return []
+
+    def admit(self, program: str, pid: int) -> None:
+        return None  # the leader's own session is its place
 
     def members(
         self, target: Target, procs: Mapping[int, proc.ProcInfo] | None = None
