@@ -213,8 +213,10 @@ class KillPath:
             except (UnknownProgram, AmbiguousProgram):
                 pass  # nothing was touched: the route raises it again and answers
             else:
-                await self._answer(send, answer)
-                await self.manager.after_answer()
+                try:
+                    await self._answer(send, answer)
+                finally:  # sent or not, the kill is done: its held work is due either way
+                    await self.manager.after_answer()
                 return
 
         pending: Message | None = message

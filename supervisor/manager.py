@@ -16,9 +16,10 @@ them off.
 operation for the event loop: it awaits the tree's emptiness without a
 thread-pool hop, and falls back to ``kill`` in a thread when the monitor holds
 the program. What the answer does not need waits until it has gone out
-(``after_answer``, which the route runs after the response): the two state rows
-(stopping, stopped), written in one transaction, their log lines, and removing
-the program's empty cgroup. ``StateDB`` writes held rows before any other use
+(``after_answer``, which the route runs after the response): reaping the adopted
+descendants (zombies: dead at the answer, only not yet collected), the two state
+rows (stopping, stopped), written in one transaction, their log lines, and
+removing the program's empty cgroup. ``StateDB`` writes held rows before any other use
 of the DB and ``_transition`` emits held lines before its own, so neither is
 ever read out of order; the in-memory state is final when the answer leaves.
 """
@@ -96,6 +97,8 @@ class ProcessManager:
         self._held_lines: deque[tuple[str, tuple[Any, ...]]] = deque()
         # programs a kill on the loop stopped whose place is removed after the answer
         self._release_due: set[str] = set()
+        # adopted descendants a kill on the loop left as zombies, reaped after the answer
+        self._reap_due: set[int] = set()
         self._become_subreaper = become_subreaper
         self.monitor = Monitor(
             self.programs,
@@ -219,8 +222,11 @@ class ProcessManager:
                 prog.lock.release()
 
     async def after_answer(self) -> None:
-        """What ``kill_async`` left for after its answer: the held state rows and log lines,
-        and removing the stopped program's empty place."""
+        """What ``kill_async`` left for after its answer: reaping the adopted descendants
+        (zombies, dead at the answer), the held state rows and log lines, and removing the
+        stopped program's empty place."""
+        while self._reap_due:
+            proc.reap(self._reap_due.pop())
         try:
             self.db.flush()
         except StateDBError as exc:
@@ -414,10 +420,16 @@ class ProcessManager:
         return result
 
     def _after_stop(self, prog: Program, result: ladder.LadderResult, release: bool = True) -> None:
+        """Collect the leader's status; reap the adopted descendants (dead already: after
+        the answer when ``release`` is False); release the program's place."""
         leader = prog.leader
         self._collect_leader(prog)
-        for pid in result.signalled - {leader.pid if leader else 0}:
-            proc.reap(pid)  # adopted descendants are our zombies now; the leader is Popen's
+        adopted = result.signalled - {leader.pid if leader else 0}
+        if release:
+            for pid in adopted:
+                proc.reap(pid)  # adopted descendants are our zombies now; the leader is Popen's
+        else:
+            self._reap_due.update(adopted)
         if result.survivors:
             log.error("event=survivors program=%s pids=%s", prog.name, result.survivors)
         elif release:
