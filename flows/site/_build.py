@@ -112,6 +112,8 @@ def run_mkdocs(config: Path, out: Path) -> None:
     mkdocs_log.addHandler(caught)
     try:
         cfg = load_config(str(config), site_dir=str(out), strict=True)
+        # no site_url, so no sitemap: not rendered (then dropped) on every publish
+        cfg.theme.static_templates.discard("sitemap.xml")
         cfg.plugins.on_startup(command="build", dirty=False)
         try:
             build(cfg)

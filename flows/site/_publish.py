@@ -372,7 +372,9 @@ def publish_histories(
     except (OSError, ValueError):
         state = {}
     linked: list[Path] = []
-    with tempfile.TemporaryDirectory(prefix=".publish-", dir=site_dir) as tmp:
+    # absolute: MkDocs reads a relative site_dir against its config's folder, and an
+    # empty build would then be merged (`--site-dir site` lost its home page)
+    with tempfile.TemporaryDirectory(prefix=".publish-", dir=site_dir.absolute()) as tmp:
         # the plain pages first: the memo takes the linked runs' fingerprints again at the
         # end, and a file linked less than memo.RACY_NS before that is not kept
         stats, digests = _plain_pages(sections, site_dir, state, linked, memo)

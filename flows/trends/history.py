@@ -127,20 +127,24 @@ def _attribute(
     return by_run, stray
 
 
-def _drill_fields(entry: dict[str, Any]) -> dict[str, Any]:
-    """What a ``drills`` row takes from one drill entry of ``results.json`` (JSON values)."""
+_DRILL_FIELDS = ("drill", "status", "duration_s", "summary", "log", "metric", "containment")
+
+
+def _drill_fields(entry: dict[str, Any]) -> list[Any]:
+    """What a ``drills`` row takes from one drill entry of ``results.json``: the values of
+    ``_DRILL_FIELDS`` (JSON values, a list: the memo keeps thousands)."""
     drill_id = str(entry.get("id") or "?")
     duration = entry.get("duration_s")
-    return {
-        "drill": drill_id,
-        "status": str(entry.get("status") or "incomplete"),
-        "duration_s": float(duration) if isinstance(duration, int | float) else None,
-        "summary": str(entry.get("summary") or ""),
-        "log": str(entry.get("log") or ""),
-        "metric": key_metric(drill_id, entry.get("metrics")),
+    return [
+        drill_id,
+        str(entry.get("status") or "incomplete"),
+        float(duration) if isinstance(duration, int | float) else None,
+        str(entry.get("summary") or ""),
+        str(entry.get("log") or ""),
+        key_metric(drill_id, entry.get("metrics")),
         # issue 10: "cgroup" | "session"; empty on runs written before it existed
-        "containment": str(entry.get("containment") or ""),
-    }
+        str(entry.get("containment") or ""),
+    ]
 
 
 def _dict(value: object) -> dict[str, Any]:
@@ -224,17 +228,13 @@ def _read_run(
         "problems": "\n".join(problems),
         **{k: summary[k] for k in _FROM_SUMMARY},
     }
-    rows = [
-        {
-            **fields,
-            "run_id": run_id,
-            "started_at": started,
-            "night": night,
-            "metric": float("nan") if fields["metric"] is None else fields["metric"],
-            "verified": verified,
-        }
-        for fields in summary["drills"]
-    ]
+    rows = []
+    for fields in summary["drills"]:
+        row = dict(zip(_DRILL_FIELDS, fields, strict=True))
+        row.update(run_id=run_id, started_at=started, night=night, verified=verified)
+        if row["metric"] is None:
+            row["metric"] = float("nan")
+        rows.append(row)
     return run_row, rows
 
 
@@ -275,7 +275,7 @@ def load_history(root: Path, *, check: bool = True, memo: VerifyMemo | None = No
         if isinstance(summary, dict):
             try:
                 read = _read_run(folder, list(problems), folder.name in incomplete, check, summary)
-            except (TypeError, KeyError):  # another shape: read again below
+            except (TypeError, KeyError, ValueError):  # another shape: read again below
                 summary = None
         if read is None or summary is None:
             summary = _summary(folder)
