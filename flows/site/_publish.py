@@ -4,8 +4,9 @@ Two kinds of page:
 
 - *plain pages* (a run, a log, an archive month): whole HTML pages written
   straight into the site folder. A run's page and its log pages are rendered
-  again only when the digest of its evidence (results.json, manifest.json, the
-  verify outcome, its neighbours) changed since the last publish; the digests
+  again only when the digest of its evidence (every file's sha256 from the verify
+  memo, else results.json, manifest.json, the statement and the proof; the verify
+  outcome; its neighbours) changed since the last publish; the digests
   live in ``<site>/.publish-state.json``. This is what keeps a nightly publish
   of years of runs within seconds.
 - *MkDocs pages* (home, trends, drills, archive index, reference, the
