@@ -26,11 +26,14 @@ same clock tick would leave its fingerprint alone: git's "racy clean" problem).
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +95,19 @@ def content_digest(digests: dict[str, str]) -> str:
     folder holds, whatever its inodes and times."""
     lines = "".join(f"{rel}\0{digest}\n" for rel, digest in sorted(digests.items()))
     return hashlib.sha256(lines.encode()).hexdigest()
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """The collector off while a memo of years of runs (a million small objects) is built:
+    every collection on the way would walk all of them again."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def _key_file(root: Path) -> str | None:
@@ -162,7 +178,8 @@ class VerifyMemo:
         self._stored: dict[str, Any] = {}
         self._roots: dict[str, RootMemo] = {}
         try:
-            data = json.loads(self.path.read_bytes())
+            with _gc_paused():
+                data = json.loads(self.path.read_bytes())
         except FileNotFoundError:
             return
         except (OSError, ValueError) as exc:

@@ -201,9 +201,9 @@ def _summary(folder: Path) -> dict[str, Any]:
 
 def _read_run(
     folder: Path, problems: list[str], incomplete: bool, check: bool, summary: dict[str, Any]
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """One run folder's :func:`_summary` as its ``runs`` row and its ``drills`` rows;
-    ``problems`` is extended."""
+) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    """One run folder's :func:`_summary` as its ``runs`` row and its ``drills`` rows (by
+    column: a history holds tens of thousands); ``problems`` is extended."""
     run_id = folder.name
     if summary["error"] is not None:
         log.warning("history.unreadable run=%s reason=%s", run_id, summary["error"])
@@ -228,14 +228,22 @@ def _read_run(
         "problems": "\n".join(problems),
         **{k: summary[k] for k in _FROM_SUMMARY},
     }
-    rows = []
-    for fields in summary["drills"]:
-        row = dict(zip(_DRILL_FIELDS, fields, strict=True))
-        row.update(run_id=run_id, started_at=started, night=night, verified=verified)
-        if row["metric"] is None:
-            row["metric"] = float("nan")
-        rows.append(row)
-    return run_row, rows
+    drills = summary["drills"]
+    if any(len(fields) != len(_DRILL_FIELDS) for fields in drills):
+        raise ValueError(f"{run_id}: a drill row of another shape")
+    columns: dict[str, list[Any]] = {
+        name: list(values)
+        for name, values in zip(_DRILL_FIELDS, zip(*drills))  # noqa: B905
+    }
+    n = len(drills)
+    columns |= {
+        "run_id": [run_id] * n,
+        "started_at": [started] * n,
+        "night": [night] * n,
+        "verified": [verified] * n,
+    }
+    columns["metric"] = [float("nan") if m is None else m for m in columns.get("metric", [])]
+    return run_row, columns
 
 
 _FROM_SUMMARY = (
@@ -266,7 +274,7 @@ def load_history(root: Path, *, check: bool = True, memo: VerifyMemo | None = No
         incomplete = set(report.incomplete)
     kept = memo.root(root) if memo is not None and check else None
     run_rows: list[dict[str, Any]] = []
-    drill_rows: list[dict[str, Any]] = []
+    drill_columns: dict[str, list[Any]] = {name: [] for name in _DRILL_COLUMNS}
     for folder in folders:
         problems = list(broken.get(folder.name, []))
         entry = kept.get(folder) if kept is not None else None
@@ -282,17 +290,21 @@ def load_history(root: Path, *, check: bool = True, memo: VerifyMemo | None = No
             read = _read_run(folder, problems, folder.name in incomplete, check, summary)
         if kept is not None:
             kept.put(folder, rows=summary)
-        run_row, rows = read
+        run_row, columns = read
         run_rows.append(run_row)
-        drill_rows += rows
+        for name, values in columns.items():
+            drill_columns[name] += values
     runs = _frame(run_rows, _RUN_COLUMNS)
-    drills = _frame(drill_rows, _DRILL_COLUMNS)
+    drills = _frame(drill_columns, _DRILL_COLUMNS)
     # A run with no readable time cannot be placed on a night; keep it in `runs` only.
     drills = drills[drills["started_at"].notna()].reset_index(drop=True)
     return History(root=root, runs=runs, drills=drills, problems=tuple(stray))
 
 
-def _frame(rows: list[dict[str, Any]], columns: dict[str, str]) -> pd.DataFrame:
+def _frame(
+    rows: list[dict[str, Any]] | dict[str, list[Any]], columns: dict[str, str]
+) -> pd.DataFrame:
+    """Rows (dicts), or columns (lists), as a frame of ``columns``' types."""
     frame = pd.DataFrame(rows, columns=list(columns))
     return frame.astype(columns)
 
