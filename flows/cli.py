@@ -37,6 +37,8 @@ VERIFY_DESCRIPTION = """Re-check evidence offline: every file against its run's 
 signed statement (attestation.dsse.json), the sealed criteria, every leaf against
 log/entries.jsonl, the Merkle root against the signed log/checkpoint.dsse.json, each kept
 older checkpoint (log/checkpoints/) and --since for consistency, each inclusion.json.
+Always the full check: every file is hashed and every signature checked again (the
+site's verify memo, <site>/.verify-memo.json, is only for publishing and never read here).
 
 One line per run:
   OK          sealed and intact (whatever its verdict: a failed drill is intact evidence)

@@ -2,6 +2,7 @@
 
 - ``writer``: :class:`RunWriter` fills a run folder and seals it;
 - ``verify``: re-checks one folder, or every folder under a root and the chain;
+- ``memo``: the site's record of what verify concluded per unchanged run folder;
 - ``layout``: file names, run-folder names and the readers both sides share;
 - ``atomic``: atomic writes and digests;
 - ``junit``: the ``junit.xml`` of a run;

@@ -83,7 +83,7 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def sha256_file(path: Path) -> str:
+def sha256_file(path: str | os.PathLike[str]) -> str:
     """Hex sha256 of a file's bytes, read in chunks (logs can be large)."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:

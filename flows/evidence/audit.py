@@ -38,7 +38,7 @@ from flows.evidence.layout import (
 )
 from flows.evidence.log import Entry, checkpoint_name, parse_entries
 
-__all__ = ["Audit", "audit", "parse_since", "resolve_key"]
+__all__ = ["Audit", "RunSigned", "audit", "check_run", "parse_since", "resolve_key"]
 
 
 @dataclass
@@ -189,8 +189,10 @@ class _Leaves:
 
 
 def _check_entries(
-    root: Path, entries: list[Entry], leaves: dict[str, bytes], out: Audit
+    root: Path, entries: list[Entry], leaves: dict[str, tuple[str, bytes]], out: Audit
 ) -> _Leaves:
+    """Each entry against its run's leaf; ``leaves`` holds the statements already read
+    (sha256 hex, Merkle leaf hash), the others are read here."""
     by_sha = {e.leaf_sha256: e for e in entries}
     hashes: list[bytes | None] = []
     seen: set[str] = set()
@@ -200,8 +202,8 @@ def _check_entries(
             out.root.append(f"{where}: run logged twice")
         seen.add(entry.run_id)
         out.index[entry.run_id] = entry.index
-        data = leaves.get(entry.run_id) if entry.leaf == ATTESTATION else None
-        if data is None:
+        known = leaves.get(entry.run_id) if entry.leaf == ATTESTATION else None
+        if known is None:
             try:
                 data = (root / entry.run_id / entry.leaf).read_bytes()
             except OSError:
@@ -216,7 +218,8 @@ def _check_entries(
                     )
                 hashes.append(None)
                 continue
-        digest = hashlib.sha256(data).hexdigest()
+            known = (hashlib.sha256(data).hexdigest(), merkle.leaf_hash(data))
+        digest, leaf_hash = known
         if digest != entry.leaf_sha256:
             other = by_sha.get(digest)
             problem = (
@@ -227,18 +230,23 @@ def _check_entries(
                 f"{_short(entry.leaf_sha256)}, found {_short(digest)}): replaced after logging"
             )
             out.runs.setdefault(entry.run_id, []).append(problem)
-        hashes.append(merkle.leaf_hash(data))
+        hashes.append(leaf_hash)
     return _Leaves(entries, hashes)
 
 
 def _check_log(
     root: Path,
-    names: set[str],
-    leaves: dict[str, bytes],
+    checked: dict[str, RunSigned],
     key: PublicKey,
     since: tuple[int, str] | None,
     out: Audit,
 ) -> None:
+    names = {name for name, c in checked.items() if c.sealed}
+    leaves = {
+        name: (c.leaf[0], bytes.fromhex(c.leaf[1]))
+        for name, c in checked.items()
+        if c.leaf is not None
+    }
     try:
         raw = (root / ENTRIES).read_bytes()
     except FileNotFoundError:
@@ -297,12 +305,26 @@ def _check_log(
         )
         return
     out.tree = tree
-    _check_older(root, tree, key, since, out)
-    _check_inclusion(root, tree, key, out)
+    opened: dict[str, tuple[int, str] | str] = {}  # each kept checkpoint's signature checked once
+    _check_older(root, tree, key, since, opened, out)
+    _check_inclusion(root, tree, key, opened, checked, out)
+
+
+def _open_kept(
+    root: Path, rel: str, key: PublicKey, opened: dict[str, tuple[int, str] | str]
+) -> tuple[int, str] | str:
+    if rel not in opened:
+        opened[rel] = _open_checkpoint(root, rel, key)
+    return opened[rel]
 
 
 def _check_older(
-    root: Path, tree: merkle.Tree, key: PublicKey, since: tuple[int, str] | None, out: Audit
+    root: Path,
+    tree: merkle.Tree,
+    key: PublicKey,
+    since: tuple[int, str] | None,
+    opened: dict[str, tuple[int, str] | str],
+    out: Audit,
 ) -> None:
     older: list[tuple[str, tuple[int, str] | str]] = []
     try:
@@ -311,7 +333,7 @@ def _check_older(
         kept = []
     for file in kept:
         rel = f"{CHECKPOINTS}/{file}"
-        older.append((rel, _open_checkpoint(root, rel, key)))
+        older.append((rel, _open_kept(root, rel, key, opened)))
     if since is not None:
         older.append(("--since", since))
     size = len(tree)
@@ -336,11 +358,38 @@ def _check_older(
             )
 
 
-def _check_inclusion(root: Path, tree: merkle.Tree, key: PublicKey, out: Audit) -> None:
+def _check_inclusion(
+    root: Path,
+    tree: merkle.Tree,
+    key: PublicKey,
+    opened: dict[str, tuple[int, str] | str],
+    checked: dict[str, RunSigned],
+    out: Audit,
+) -> None:
+    """Each run's ``inclusion.json`` against the checkpoint it names. A proof the run's
+    :class:`RunSigned` says was proven for the same index, leaf and root (its folder
+    unchanged, the kept checkpoint's signature checked again above) is not re-hashed:
+    only the runs proven against the current checkpoint (the newest append) and the
+    changed ones are."""
     size = len(tree)
+    current: str | None = None
     for run_id, index in out.index.items():
-        if index >= size or not (root / run_id / ATTESTATION).exists():
+        run = checked.get(run_id)
+        if index >= size or (
+            run.leaf is None if run is not None else not (root / run_id / ATTESTATION).exists()
+        ):
             continue
+        leaf = tree.leaves[index]
+        if run is not None and run.proven is not None:
+            at, ts, proven_root, proven_leaf = run.proven
+            if at == index and ts <= size and proven_leaf == leaf.hex():
+                if ts == size:
+                    current = current or tree.root().hex()
+                    signed: tuple[int, str] | str = (size, current)
+                else:
+                    signed = _open_kept(root, checkpoint_name(ts), key, opened)
+                if not isinstance(signed, str) and signed[1] == proven_root:
+                    continue
         try:
             proof, _ = read_json(root / run_id / INCLUSION)
             ts, path = int(proof["tree_size"]), [bytes.fromhex(h) for h in proof["audit_path"]]
@@ -348,69 +397,80 @@ def _check_inclusion(root: Path, tree: merkle.Tree, key: PublicKey, out: Audit) 
         except (EvidenceError, KeyError, TypeError, ValueError) as exc:
             out.runs.setdefault(run_id, []).append(f"{run_id}: {INCLUSION} unusable ({exc})")
             continue
-        signed = (
-            (size, tree.root().hex())
-            if ts == size
-            else _open_checkpoint(root, checkpoint_name(ts), key)
-        )
+        if ts == size:
+            current = current or tree.root().hex()
+            signed = (size, current)
+        else:
+            signed = _open_kept(root, checkpoint_name(ts), key, opened)
         if (
             isinstance(signed, str)
             or at != index
             or ts > size
-            or not merkle.verify_inclusion(
-                index, ts, tree.leaves[index], path, bytes.fromhex(signed[1])
-            )
+            or not merkle.verify_inclusion(index, ts, leaf, path, bytes.fromhex(signed[1]))
         ):
             why = signed if isinstance(signed, str) else f"log index {at}, tree size {ts}"
             out.runs.setdefault(run_id, []).append(
                 f"{run_id}: {INCLUSION} does not prove the run in the checkpoint it names ({why})"
             )
+        elif run is not None:
+            run.proven = [index, ts, signed[1], leaf.hex()]
+
+
+@dataclass
+class RunSigned:
+    """What the signed half concludes from one run folder alone (JSON-able: the site keeps
+    it between publishes, :mod:`flows.evidence.memo`)."""
+
+    problems: list[str]  # its criteria and its statement
+    sealed: bool  # has a manifest or a statement
+    unsigned: bool  # sealed, no statement, and nothing else says it was signed
+    leaf: list[str] | None = None  # the statement's [sha256, Merkle leaf hash], hex
+    # [log index, tree size, root hex, leaf hash hex] its inclusion.json was last proven with
+    proven: list[Any] | None = None
+
+
+def check_run(run: Path, root: Path, key: PublicKey | None, actual: dict[str, str]) -> RunSigned:
+    """The checks of one run folder that need nothing else: its sealed criteria, and its
+    statement against ``actual`` (its files and sha256, the attestation and proof aside)."""
+    problems = check_criteria(run) if (run / CRITERIA).exists() else []
+    try:
+        raw = (run / ATTESTATION).read_bytes()
+    except FileNotFoundError:
+        if not (run / MANIFEST).exists():
+            return RunSigned(problems, sealed=False, unsigned=False)
+        if (run / CRITERIA).exists():
+            problems.append(
+                f"{run.name}: sealed but {ATTESTATION} is missing (the run wrote "
+                f"{CRITERIA}, so it was signed)"
+            )
+            return RunSigned(problems, sealed=True, unsigned=False)
+        return RunSigned(problems, sealed=True, unsigned=True)
+    leaf = [hashlib.sha256(raw).hexdigest(), merkle.leaf_hash(raw).hex()]
+    if key is None:
+        problems.append(
+            f"{run.name}: signed, but no public key: {root / PUBLIC_KEY} is missing; "
+            "pass the signer's key with --key"
+        )
+    else:
+        problems += _check_statement(run, raw, key, actual)
+    return RunSigned(problems, sealed=True, unsigned=False, leaf=leaf)
 
 
 def audit(
     root: Path,
     runs: list[Path],
-    actual: dict[str, dict[str, str]],
+    checked: dict[str, RunSigned],
     key: PublicKey | None,
     *,
     whole: bool,
     since: tuple[int, str] | None = None,
 ) -> Audit:
-    """Check statements and criteria of ``runs``; with ``whole``, the log of ``root`` too.
-
-    ``actual`` is each run's files and sha256 (the attestation and inclusion proof aside).
-    """
+    """The signed half of ``runs`` from each one's :func:`check_run` (``checked``, by run
+    id); with ``whole``, the log of ``root`` too: entries, Merkle root, checkpoints,
+    inclusion proofs (all of it each time: cheap once the leaves are known)."""
     out = Audit(keyid=key.keyid if key else None)
-    leaves: dict[str, bytes] = {}
-    sealed: set[str] = set()
-    unsigned: set[str] = set()  # sealed, no statement, nothing else says it was signed
     for run in runs:
-        problems = out.runs.setdefault(run.name, [])
-        if (run / CRITERIA).exists():
-            problems += check_criteria(run)
-        try:
-            raw = (run / ATTESTATION).read_bytes()
-        except FileNotFoundError:
-            if not (run / MANIFEST).exists():
-                continue
-            sealed.add(run.name)
-            if (run / CRITERIA).exists():
-                problems.append(
-                    f"{run.name}: sealed but {ATTESTATION} is missing (the run wrote "
-                    f"{CRITERIA}, so it was signed)"
-                )
-            else:
-                unsigned.add(run.name)
-            continue
-        leaves[run.name] = raw
-        sealed.add(run.name)
-        if key is None:
-            problems.append(
-                f"{run.name}: signed, but no public key: {root / PUBLIC_KEY} is missing; "
-                "pass the signer's key with --key"
-            )
-            continue
-        problems += _check_statement(run, raw, key, actual.get(run.name, {}))
+        out.runs[run.name] = list(checked[run.name].problems)
     if since is not None and key is None:
         out.root.append(
             f"--since {since[0]}:{_short(since[1])} names a signed checkpoint, but there is "
@@ -419,9 +479,10 @@ def audit(
         )
     if key is None:
         return out
+    unsigned = {name for name, c in checked.items() if c.unsigned}
     _check_unsigned(root, runs, unsigned, out)
     if whole:
-        _check_log(root, sealed, leaves, key, since, out)
+        _check_log(root, checked, key, since, out)
     else:
         _check_single(root, runs[0].name, key, out)
     return out
@@ -472,7 +533,7 @@ def _check_single(root: Path, run_id: str, key: PublicKey, out: Audit) -> None:
         return
     whole = Audit()
     names = {e.run_id for e in entries}
-    _check_log(root, set(), {}, key, None, whole)
+    _check_log(root, {}, key, None, whole)
     out.root += problems + whole.root
     out.checkpoint = whole.checkpoint
     if run_id not in names:

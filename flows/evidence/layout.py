@@ -103,20 +103,23 @@ def hash_tree(
     run_dir: Path, exclude: tuple[str, ...] = (MANIFEST, ATTESTATION, INCLUSION)
 ) -> dict[str, str]:
     """sha256 of every file under ``run_dir`` but ``exclude`` (the files written after the
-    manifest, and the manifest itself), by '/'-relative path."""
-
-    def fail(exc: OSError) -> None:
-        raise exc  # os.walk ignores unreadable folders by default; evidence must not
-
+    manifest, and the manifest itself), by '/'-relative path. As ``os.walk``: a link to a
+    folder is neither followed nor hashed; an unreadable folder or file is an error."""
     files: dict[str, str] = {}
+
+    def walk(folder: str, prefix: str) -> None:
+        # os.scandir, not pathlib: this runs for every file of years of runs
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                rel = prefix + entry.name
+                if entry.is_dir():
+                    if not entry.is_symlink():
+                        walk(entry.path, rel + "/")
+                elif rel not in exclude:
+                    files[rel] = sha256_file(entry.path)
+
     try:
-        for dirpath, dirnames, filenames in os.walk(run_dir, onerror=fail):
-            dirnames.sort()
-            for name in filenames:
-                path = Path(dirpath, name)
-                rel = path.relative_to(run_dir).as_posix()
-                if rel not in exclude:
-                    files[rel] = sha256_file(path)
+        walk(os.fspath(run_dir), "")
     except OSError as exc:
         raise EvidenceError(os_error_message("read", Path(exc.filename or run_dir), exc)) from exc
     return dict(sorted(files.items()))

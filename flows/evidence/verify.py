@@ -28,8 +28,15 @@ from typing import Any
 
 from flows.errors import EvidenceError
 from flows.evidence.atomic import sha256_file
-from flows.evidence.audit import Audit, audit, parse_since, resolve_key
-from flows.evidence.keys import is_synthetic_key
+from flows.evidence.audit import (
+    Audit,
+    RunSigned,
+    audit,
+    check_run,
+    parse_since,
+    resolve_key,
+)
+from flows.evidence.keys import PublicKey, is_synthetic_key
 from flows.evidence.layout import (
     ATTESTATION,
     CHECKPOINT,
@@ -43,6 +50,7 @@ from flows.evidence.layout import (
     load_results,
     read_json,
 )
+from flows.evidence.memo import VerifyMemo, content_digest
 
 
 @dataclass
@@ -128,19 +136,29 @@ def _check_files(
     return len(expected), problems, manifest
 
 
-def _check_link(name: str, previous: Any, root: Path) -> list[str]:
+def _check_link(
+    name: str, previous: Any, root: Path, manifests: dict[str, str | None]
+) -> list[str]:
+    """``manifests`` is the sha256 of each checked run's manifest (None: it has none);
+    a run outside it is looked up on disk."""
     if not isinstance(previous, dict) or not isinstance(previous.get("run_id"), str):
         return [f"{name}: chain broken: manifest.json has a malformed previous entry"]
     prev_id = previous["run_id"]
-    if "/" in prev_id or not (root / prev_id).is_dir():
-        return [f"{name}: chain broken: previous run {prev_id} is missing"]
-    prev_manifest = root / prev_id / MANIFEST
-    if not prev_manifest.is_file():
-        return [f"{name}: chain broken: previous run {prev_id} has no manifest.json"]
-    try:
-        found = sha256_file(prev_manifest)
-    except OSError as exc:
-        return [f"{name}: chain broken: manifest of previous run {prev_id} unreadable ({exc})"]
+    if prev_id in manifests and "/" not in prev_id:
+        known = manifests[prev_id]
+        if known is None:
+            return [f"{name}: chain broken: previous run {prev_id} has no manifest.json"]
+        found = known
+    else:
+        if "/" in prev_id or not (root / prev_id).is_dir():
+            return [f"{name}: chain broken: previous run {prev_id} is missing"]
+        prev_manifest = root / prev_id / MANIFEST
+        if not prev_manifest.is_file():
+            return [f"{name}: chain broken: previous run {prev_id} has no manifest.json"]
+        try:
+            found = sha256_file(prev_manifest)
+        except OSError as exc:
+            return [f"{name}: chain broken: manifest of previous run {prev_id} unreadable ({exc})"]
     if found != previous.get("manifest_sha256"):
         return [
             f"{name}: chain broken: manifest of previous run {prev_id} changed "
@@ -150,18 +168,18 @@ def _check_link(name: str, previous: Any, root: Path) -> list[str]:
 
 
 def _check_chain(
-    sealed: dict[str, dict[str, Any]], root: Path, whole: bool
+    sealed: dict[str, Any], manifests: dict[str, str | None], root: Path, whole: bool
 ) -> dict[str, list[str]]:
-    """Chain problems per run id; ``whole`` adds the one-chain checks a root allows."""
+    """Chain problems per run id from each sealed run's ``previous`` entry; ``whole`` adds
+    the one-chain checks a root allows."""
     found: dict[str, list[str]] = {name: [] for name in sealed}
     heads: list[str] = []
     children: dict[str, list[str]] = {}
-    for name, manifest in sealed.items():  # oldest first, so the first of a pair is kept
-        previous = manifest.get("previous")
+    for name, previous in sealed.items():  # oldest first, so the first of a pair is kept
         if previous is None:
             heads.append(name)
             continue
-        found[name] += _check_link(name, previous, root)
+        found[name] += _check_link(name, previous, root, manifests)
         if isinstance(previous, dict) and isinstance(previous.get("run_id"), str):
             children.setdefault(previous["run_id"], []).append(name)
     if whole:
@@ -176,11 +194,19 @@ def _check_chain(
     return found
 
 
-def verify(path: Path, key: str | None = None, since: str | None = None) -> VerifyReport:
+def verify(
+    path: Path,
+    key: str | None = None,
+    since: str | None = None,
+    *,
+    memo: VerifyMemo | None = None,
+) -> VerifyReport:
     """Re-check one run folder, or every run under a root: files, chain, signatures, log.
 
     ``key`` is the signer's public key file (default ``<root>/evidence-key.pub``);
     ``since`` a checkpoint ``SIZE:ROOT_SHA256`` copied elsewhere, which the log must extend.
+    ``memo`` (the evidence site's, :mod:`flows.evidence.memo`) lets a root's unchanged run
+    folders skip their per-run checks; ``python -m flows verify`` never passes one.
     """
     path = Path(path)
     if not path.exists():
@@ -193,11 +219,11 @@ def verify(path: Path, key: str | None = None, since: str | None = None) -> Veri
     wanted = parse_since(since) if since else None
     hosts = sorted(p for p in (path / HOSTS).glob("*") if p.is_dir())
     if not hosts:
-        return _verify_root(path, key, wanted)
+        return _verify_root(path, key, wanted, memo)
     report = VerifyReport(path=path)
     parts = [("", path)] if list_runs(path) else []
     for name, root in parts + [(h.name, h) for h in hosts]:
-        part = _verify_root(root, key, wanted)
+        part = _verify_root(root, key, wanted, memo)
         label = f"host {name}: " if name else ""
         report.runs_checked += part.runs_checked
         report.problems += [label + p for p in part.problems]
@@ -213,7 +239,54 @@ def verify(path: Path, key: str | None = None, since: str | None = None) -> Veri
     return report
 
 
-def _verify_root(path: Path, key_file: str | None, since: tuple[int, str] | None) -> VerifyReport:
+@dataclass
+class RunFacts:
+    """What one run folder alone tells verify: its files against its manifest, what its
+    chain link names, its signed half. JSON-able: the site keeps it between publishes."""
+
+    status: Any  # results.json's "status", None when unreadable
+    synthetic: bool
+    files: int  # the files its manifest covers, else the files it holds
+    problems: list[str]  # its files against its manifest
+    sealed: bool  # has a readable manifest
+    previous: Any  # the manifest's "previous" entry
+    manifest_sha256: str | None
+    signed: RunSigned
+
+    def to_json(self) -> dict[str, Any]:
+        return {**vars(self), "signed": vars(self.signed)}
+
+    @classmethod
+    def from_json(cls, data: Any) -> RunFacts:
+        """Raises TypeError or KeyError when ``data`` has another shape."""
+        return cls(**{**data, "signed": RunSigned(**data["signed"])})
+
+
+def run_facts(run: Path, root: Path, key: PublicKey | None) -> tuple[RunFacts, dict[str, str]]:
+    """(the checks of one run folder, the sha256 of every file it holds)."""
+    status, made_up = _results_facts(run)
+    digests = hash_tree(run, exclude=())
+    tree = {rel: d for rel, d in digests.items() if rel not in (ATTESTATION, INCLUSION)}
+    count, problems, manifest = _check_files(run, status, tree)
+    facts = RunFacts(
+        status=status,
+        synthetic=made_up,
+        files=count or len(tree),
+        problems=problems,
+        sealed=manifest is not None,
+        previous=manifest.get("previous") if manifest is not None else None,
+        manifest_sha256=tree.get(MANIFEST),
+        signed=check_run(run, root, key, tree),
+    )
+    return facts, digests
+
+
+def _verify_root(
+    path: Path,
+    key_file: str | None,
+    since: tuple[int, str] | None,
+    memo: VerifyMemo | None = None,
+) -> VerifyReport:
     single = _is_run(path)
     runs = [path] if single else list_runs(path)
     if not runs:
@@ -222,21 +295,29 @@ def _verify_root(path: Path, key_file: str | None, since: tuple[int, str] | None
             "run `python -m flows run` first"
         )
     root = path.parent if single else path
-    found: dict[str, list[str]] = {}
-    counts: dict[str, int] = {}
-    sealed: dict[str, dict[str, Any]] = {}
-    synthetic: set[str] = set()
-    trees: dict[str, dict[str, str]] = {}
+    key = resolve_key(root, key_file)
+    kept = memo.root(root) if memo is not None and key_file is None and not single else None
+    facts: dict[str, RunFacts] = {}
+    contents: dict[str, Any] = {}  # memo.content_digest of each run's files
     for run in runs:
-        status, made_up = _results_facts(run)
-        if made_up:
-            synthetic.add(run.name)
-        trees[run.name] = hash_tree(run, exclude=(ATTESTATION, INCLUSION))
-        counts[run.name], found[run.name], manifest = _check_files(run, status, trees[run.name])
-        if manifest is not None:
-            sealed[run.name] = manifest
-    chain = _check_chain(sealed, root, whole=not single)
-    signed = audit(root, runs, trees, resolve_key(root, key_file), whole=not single, since=since)
+        cached = kept.get(run) if kept is not None else None
+        if cached is not None:
+            try:
+                facts[run.name] = RunFacts.from_json(cached["verify"])
+                contents[run.name] = str(cached["content"])
+                continue
+            except (TypeError, KeyError):
+                pass  # another shape: checked again below
+        facts[run.name], digests = run_facts(run, root, key)
+        contents[run.name] = content_digest(digests)
+    sealed = {name: f.previous for name, f in facts.items() if f.sealed}
+    manifests = {name: f.manifest_sha256 for name, f in facts.items()}
+    chain = _check_chain(sealed, manifests, root, whole=not single)
+    checked = {name: f.signed for name, f in facts.items()}
+    signed = audit(root, runs, checked, key, whole=not single, since=since)
+    if kept is not None:  # after audit: it records which inclusion proofs it checked
+        for run in runs:
+            kept.put(run, verify=facts[run.name].to_json(), content=contents[run.name])
     report = VerifyReport(path=path, runs_checked=len(runs), keyid=signed.keyid)
     report.audits[""] = signed
     if signed.checkpoint is not None:
@@ -247,18 +328,19 @@ def _verify_root(path: Path, key_file: str | None, since: tuple[int, str] | None
         if name not in listed:
             report.problems += extra
     for run in runs:
-        problems = found[run.name] + chain.get(run.name, []) + signed.runs.get(run.name, [])
-        state = "BROKEN" if problems else "OK" if run.name in sealed else "INCOMPLETE"
+        fact = facts[run.name]
+        problems = fact.problems + chain.get(run.name, []) + signed.runs.get(run.name, [])
+        state = "BROKEN" if problems else "OK" if fact.sealed else "INCOMPLETE"
         if state == "INCOMPLETE":
             report.incomplete.append(run.name)
         report.runs.append(
             RunCheck(
                 run.name,
                 state,
-                counts[run.name] or len(trees[run.name]),
+                fact.files,
                 len(problems),
-                run.name in synthetic,
-                (run / ATTESTATION).exists(),
+                fact.synthetic,
+                fact.signed.leaf is not None,
                 signed.index.get(run.name),
             )
         )

@@ -4,8 +4,9 @@ Two kinds of page:
 
 - *plain pages* (a run, a log, an archive month): whole HTML pages written
   straight into the site folder. A run's page and its log pages are rendered
-  again only when the digest of its evidence (results.json, manifest.json, the
-  verify outcome, its neighbours) changed since the last publish; the digests
+  again only when the digest of its evidence (every file's sha256 from the verify
+  memo, else results.json, manifest.json, the statement and the proof; the verify
+  outcome; its neighbours) changed since the last publish; the digests
   live in ``<site>/.publish-state.json``. This is what keeps a nightly publish
   of years of runs within seconds.
 - *MkDocs pages* (home, trends, drills, archive index, reference, the
@@ -34,7 +35,8 @@ from typing import Any
 import pandas as pd
 
 from flows.errors import EvidenceError
-from flows.evidence.layout import ATTESTATION
+from flows.evidence.layout import ATTESTATION, INCLUSION
+from flows.evidence.memo import VerifyMemo
 from flows.site import _build
 from flows.site._archive import archive_index, archive_month
 from flows.site._categories import categorise
@@ -68,6 +70,7 @@ log = logging.getLogger("flows.site")
 
 STATE = ".publish-state.json"
 REFERENCE_CACHE = ".reference-cache.json"
+TEMPLATE_CACHE = ".template-cache"  # Jinja's compiled theme templates
 # Bump when the run or log page layout changes: every cached page is rendered again.
 PAGE_VERSION = "run-page-5"
 HANDWRITTEN_SKIP = {GENERATED, "index.md", "about.md", "stylesheets"}
@@ -163,15 +166,19 @@ def _digest(
     neighbours: tuple[str | None, str | None],
     up: str,
     log_problems: tuple[str, ...],
+    content: str | None,
 ) -> str:
     h = hashlib.sha256(PAGE_VERSION.encode())
-    # the signed statement and its inclusion proof too: a run adopted into the log
-    # later (its runner died) gets its log index on the page at the next publish
-    for name in ("results.json", "manifest.json", "attestation.dsse.json", "inclusion.json"):
-        try:
-            h.update((folder / name).read_bytes())
-        except OSError:
-            h.update(b"\0missing")
+    if content is not None:  # every file's sha256, as verify just saw them (the memo's)
+        h.update(f"\0content {content}".encode())
+    else:
+        # the signed statement and its inclusion proof too: a run adopted into the log
+        # later (its runner died) gets its log index on the page at the next publish
+        for name in ("results.json", "manifest.json", "attestation.dsse.json", INCLUSION):
+            try:
+                h.update((folder / name).read_bytes())
+            except OSError:
+                h.update(b"\0missing")
     h.update(
         json.dumps(
             [run.verified, run.problems, run.status, *neighbours, up, *log_problems]
@@ -181,10 +188,15 @@ def _digest(
 
 
 def _run_pages(
-    s: Section, out: Path, state: dict[str, str], changed: set[str]
+    s: Section,
+    out: Path,
+    state: dict[str, str],
+    changed: set[str],
+    linked: list[Path],
+    memo: VerifyMemo | None,
 ) -> tuple[Stats, dict[str, str]]:
     """Each run's page, its log pages and raw files; only runs whose digest changed (their
-    months are added to ``changed``)."""
+    months are added to ``changed``, their folders to ``linked``)."""
     runs = s.history.runs
     run_ids = runs["run_id"].tolist()
     known = set(run_ids)
@@ -198,7 +210,9 @@ def _run_pages(
             run_ids[i + 1] if i + 1 < len(run_ids) else None,
         )
         key = f"{s.gen}runs/{run.run_id}"
-        digest = _digest(run, Path(run.path), neighbours, up, s.history.problems)
+        folder = Path(run.path)
+        content = memo.content(folder) if memo is not None else None
+        digest = _digest(run, folder, neighbours, up, s.history.problems, content)
         digests[key] = digest
         dest = base / run.run_id
         if state.get(key) == digest and (dest / "index.html").is_file():
@@ -206,6 +220,7 @@ def _run_pages(
         if not pd.isna(run.started_at):
             changed.add(f"{run.started_at:%Y-%m}")
         copied, texts = copy_run(Path(run.path), dest)
+        linked.append(Path(run.path))
         results, _ = parse_json("results.json", texts)
         manifest, manifest_error = parse_json("manifest.json", texts)
         logs = {
@@ -314,9 +329,10 @@ def _stage_docs(
         _summary_pages(s, docs, now)
 
 
-def load_sections(root: Path) -> dict[str, History]:
-    """Every host's history under ``root`` (one unnamed host for a plain root)."""
-    return {host: load_history(path) for host, path in host_roots(root).items()}
+def load_sections(root: Path, memo: VerifyMemo | None = None) -> dict[str, History]:
+    """Every host's history under ``root`` (one unnamed host for a plain root); ``memo``
+    is the site's (:meth:`VerifyMemo.in_site`), given back to :func:`publish_histories`."""
+    return {host: load_history(path, memo=memo) for host, path in host_roots(root).items()}
 
 
 def publish_histories(
@@ -328,8 +344,11 @@ def publish_histories(
     extra_docs: Path | None = None,
     now: pd.Timestamp | None = None,
     hours: float = WINDOW_HOURS,
+    memo: VerifyMemo | None = None,
 ) -> tuple[Path, Stats]:
-    """:func:`publish` of histories already loaded; also returns the run-page counts."""
+    """:func:`publish` of histories already loaded; also returns the run-page counts.
+    ``memo``, the one :func:`load_sections` filled, is saved into the site once the run
+    pages are written (their hard links change the evidence files' ctime)."""
     now = now_utc() if now is None else now
     extra = default_docs() if extra_docs is None else extra_docs
     sections = [_section(host, h, now, hours) for host, h in histories.items()]
@@ -354,30 +373,43 @@ def publish_histories(
         state = json.loads(state_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         state = {}
-    with tempfile.TemporaryDirectory(prefix=".publish-", dir=site_dir) as tmp:
+    linked: list[Path] = []
+    # absolute: MkDocs reads a relative site_dir against its config's folder, and an
+    # empty build would then be merged (`--site-dir site` lost its home page)
+    with tempfile.TemporaryDirectory(prefix=".publish-", dir=site_dir.absolute()) as tmp:
+        # the plain pages first: the memo takes the linked runs' fingerprints again at the
+        # end, and a file linked less than memo.RACY_NS before that is not kept
+        stats, digests = _plain_pages(sections, site_dir, state, linked, memo)
         stage = Path(docs_dir).parent if docs_dir is not None else Path(tmp)
         docs = Path(docs_dir) if docs_dir is not None else stage / "docs"
         _stage_docs(docs, sections, extra, now, site_dir / REFERENCE_CACHE)
         config = _build.write_config(stage, list(histories), site_status(sections, now)[0])
         built = Path(tmp) / "built"
-        _build.run_mkdocs(config, built)
+        _build.run_mkdocs(config, built, site_dir / TEMPLATE_CACHE)
         _build.drop_sitemap(built)
         _build.add_to_search(built, (e for s in sections for e in _search_entries(s)))
-        stats, digests = _plain_pages(sections, site_dir, state)
         _build.merge(built, site_dir)
     state_path.write_text(json.dumps(digests, sort_keys=True), encoding="utf-8")
+    if memo is not None:
+        for run in linked:
+            memo.refresh(run)
+        memo.save()
     log.info("site.built site=%s rendered=%d cached=%d", site_dir, stats.rendered, stats.cached)
     return site_dir / "index.html", stats
 
 
 def _plain_pages(
-    sections: list[Section], out: Path, state: dict[str, str]
+    sections: list[Section],
+    out: Path,
+    state: dict[str, str],
+    linked: list[Path] | None = None,
+    memo: VerifyMemo | None = None,
 ) -> tuple[Stats, dict[str, str]]:
     rendered = cached = 0
     digests: dict[str, str] = {}
     for s in sections:
         changed: set[str] = set()
-        stats, found = _run_pages(s, out, state, changed)
+        stats, found = _run_pages(s, out, state, changed, [] if linked is None else linked, memo)
         _month_pages(s, out, changed if state else None)
         rendered, cached = rendered + stats.rendered, cached + stats.cached
         digests |= found
@@ -404,7 +436,8 @@ def publish(
     for longer is stale, a night is missed once it has passed. Returns the built
     ``index.html`` (with ``build=False``, the generated home page).
     """
-    histories = load_sections(Path(artifacts_root))
+    memo = VerifyMemo.in_site(Path(site_dir)) if build else None
+    histories = load_sections(Path(artifacts_root), memo)
     return publish_histories(
         histories,
         site_dir,
@@ -413,6 +446,7 @@ def publish(
         extra_docs=extra_docs,
         now=now,
         hours=hours,
+        memo=memo,
     )[0]
 
 
@@ -440,14 +474,15 @@ def cmd_publish(args: Any) -> int:
             file=sys.stderr,
         )
         return 2
+    memo = None if args.no_build else VerifyMemo.in_site(Path(args.site_dir))
     try:
-        histories = load_sections(root)
+        histories = load_sections(root, memo)
     except EvidenceError as exc:
         print(f"flows publish: {exc}", file=sys.stderr)
         return 2
     try:
         out, stats = publish_histories(
-            histories, Path(args.site_dir), build=not args.no_build, hours=hours
+            histories, Path(args.site_dir), build=not args.no_build, hours=hours, memo=memo
         )
     except EvidenceError as exc:
         print(f"flows publish: {exc}", file=sys.stderr)

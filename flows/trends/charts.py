@@ -65,6 +65,12 @@ def _svg(title: str, ylabel: str, series: list[Series], ylim: tuple[float, float
     def px(x: pd.Timestamp) -> float:
         return LEFT + plot_w * (pd.Timestamp(x) - x0).total_seconds() / span
 
+    def pxs(x: Sequence[pd.Timestamp]) -> list[float]:
+        """:func:`px` of every point at once (a line can hold years of nights): the same
+        floats, the subtraction done by pandas in one go."""
+        seconds = (pd.DatetimeIndex(list(x)) - x0).total_seconds().tolist()
+        return [LEFT + plot_w * s / span for s in seconds]
+
     def py(y: float) -> float:
         return TOP + PLOT_H * (1 - (float(y) - lo) / ((hi - lo) or 1.0))
 
@@ -88,20 +94,21 @@ def _svg(title: str, ylabel: str, series: list[Series], ylim: tuple[float, float
             f"{t:%Y-%m-%d}</text>\n"
         )
     for s in drawn:
-        points = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in zip(s.x, s.y, strict=True))
+        at = pxs(s.x)
+        points = " ".join(f"{x:.1f},{py(y):.1f}" for x, y in zip(at, s.y, strict=True))
         dash = ' stroke-dasharray="5,3"' if s.dashed else ""
         out.append(
             f'<polyline points="{points}" fill="none" stroke="{s.colour}" stroke-width="1.5"{dash}/>\n'
         )
         if s.counts is not None:
-            for x, y, n in zip(s.x, s.y, s.counts, strict=True):
+            for x, cx, y, n in zip(s.x, at, s.y, s.counts, strict=True):
                 out.append(
-                    f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="2.5" fill="{s.colour}">'
+                    f'<circle cx="{cx:.1f}" cy="{py(y):.1f}" r="2.5" fill="{s.colour}">'
                     f"<title>{_esc(s.label)} {x:%Y-%m-%d}: {y:.4g} from {n} run(s)</title></circle>"
                 )
                 if len(s.x) <= 30:
                     out.append(
-                        f'<text x="{px(x):.1f}" y="{py(y) - 5:.1f}" text-anchor="middle" '
+                        f'<text x="{cx:.1f}" y="{py(y) - 5:.1f}" text-anchor="middle" '
                         f'font-size="8">{n}</text>'
                     )
             out.append("\n")

@@ -18,7 +18,7 @@ import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -28,6 +28,9 @@ from flows.evidence.layout import CRITERIA, read_json
 from flows.registry import key_metric
 from flows.trends import formatting as fmt
 from flows.trends import maths as trends
+
+if TYPE_CHECKING:
+    from flows.evidence.memo import VerifyMemo
 
 __all__ = [
     "History",
@@ -124,26 +127,24 @@ def _attribute(
     return by_run, stray
 
 
-def _drill_row(
-    run_id: str, started: pd.Timestamp | None, verified: bool, entry: dict[str, Any]
-) -> dict[str, Any]:
+_DRILL_FIELDS = ("drill", "status", "duration_s", "summary", "log", "metric", "containment")
+
+
+def _drill_fields(entry: dict[str, Any]) -> list[Any]:
+    """What a ``drills`` row takes from one drill entry of ``results.json``: the values of
+    ``_DRILL_FIELDS`` (JSON values, a list: the memo keeps thousands)."""
     drill_id = str(entry.get("id") or "?")
     duration = entry.get("duration_s")
-    value = key_metric(drill_id, entry.get("metrics"))
-    return {
-        "run_id": run_id,
-        "started_at": started,
-        "night": started.normalize() if started is not None else None,
-        "drill": drill_id,
-        "status": str(entry.get("status") or "incomplete"),
-        "duration_s": float(duration) if isinstance(duration, int | float) else None,
-        "summary": str(entry.get("summary") or ""),
-        "log": str(entry.get("log") or ""),
-        "metric": float("nan") if value is None else value,
-        "verified": verified,
+    return [
+        drill_id,
+        str(entry.get("status") or "incomplete"),
+        float(duration) if isinstance(duration, int | float) else None,
+        str(entry.get("summary") or ""),
+        str(entry.get("log") or ""),
+        key_metric(drill_id, entry.get("metrics")),
         # issue 10: "cgroup" | "session"; empty on runs written before it existed
-        "containment": str(entry.get("containment") or ""),
-    }
+        str(entry.get("containment") or ""),
+    ]
 
 
 def _dict(value: object) -> dict[str, Any]:
@@ -164,35 +165,23 @@ def _config_digest(folder: Path, path: str) -> str:
     return digest if isinstance(digest, str) and digest else path
 
 
-def _read_run(
-    folder: Path, problems: list[str], incomplete: bool, check: bool
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """One run folder as its ``runs`` row and its ``drills`` rows; ``problems`` is extended."""
-    run_id = folder.name
+def _summary(folder: Path) -> dict[str, Any]:
+    """What the rows take from one run folder alone, as JSON values (the site keeps it
+    between publishes, :mod:`flows.evidence.memo`); ``error`` when results.json is
+    unreadable."""
+    error = None
     try:
         results = load_results(folder)
     except EvidenceError as exc:
-        log.warning("history.unreadable run=%s reason=%s", run_id, exc)
         results = {"status": "unreadable", "drills": []}
-        problems.append(str(exc))
-    started = _stamp(results.get("started_at"), _name_time(run_id))
-    status = str(results.get("status") or "unknown")
-    if incomplete and status == "complete":
-        status = "incomplete"
-    verified = check and not problems and status == "complete"
-    if not check:
-        problems.append("not verified (loaded with check=False)")
+        error = str(exc)
     entries = [d for d in results.get("drills") or [] if isinstance(d, dict)]
-    run_row = {
-        "run_id": run_id,
-        "path": str(folder),
-        "started_at": started,
-        "finished_at": _stamp(results.get("finished_at"), ""),
-        "night": started.normalize() if started is not None else None,
-        "status": status,
+    return {
+        "error": error,
+        "started_at": results.get("started_at"),
+        "finished_at": results.get("finished_at"),
+        "status": str(results.get("status") or "unknown"),
         "verdict": results.get("verdict") or "",
-        "verified": verified,
-        "problems": "\n".join(problems),
         "command": str(results.get("command") or ""),
         "scope": ",".join(str(e.get("id")) for e in entries),
         "failed": ",".join(
@@ -206,36 +195,116 @@ def _read_run(
         ),
         "config": _config_digest(folder, str(results.get("config") or "")),
         "program": str(results.get("program") or ""),
+        "drills": [_drill_fields(e) for e in entries],
     }
-    return run_row, [_drill_row(run_id, started, verified, e) for e in entries]
 
 
-def load_history(root: Path, *, check: bool = True) -> History:
-    """Read every run folder under ``root``; ``check=False`` skips the (hashing) verify step."""
+def _read_run(
+    folder: Path, problems: list[str], incomplete: bool, check: bool, summary: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    """One run folder's :func:`_summary` as its ``runs`` row and its ``drills`` rows (by
+    column: a history holds tens of thousands); ``problems`` is extended."""
+    run_id = folder.name
+    if summary["error"] is not None:
+        log.warning("history.unreadable run=%s reason=%s", run_id, summary["error"])
+        problems.append(summary["error"])
+    started = _stamp(summary["started_at"], _name_time(run_id))
+    night = started.normalize() if started is not None else None
+    status = summary["status"]
+    if incomplete and status == "complete":
+        status = "incomplete"
+    verified = check and not problems and status == "complete"
+    if not check:
+        problems.append("not verified (loaded with check=False)")
+    run_row = {
+        "run_id": run_id,
+        "path": str(folder),
+        "started_at": started,
+        "finished_at": _stamp(summary["finished_at"], ""),
+        "night": night,
+        "status": status,
+        "verdict": summary["verdict"],
+        "verified": verified,
+        "problems": "\n".join(problems),
+        **{k: summary[k] for k in _FROM_SUMMARY},
+    }
+    drills = summary["drills"]
+    if any(len(fields) != len(_DRILL_FIELDS) for fields in drills):
+        raise ValueError(f"{run_id}: a drill row of another shape")
+    columns: dict[str, list[Any]] = {
+        name: list(values)
+        for name, values in zip(_DRILL_FIELDS, zip(*drills))  # noqa: B905
+    }
+    n = len(drills)
+    columns |= {
+        "run_id": [run_id] * n,
+        "started_at": [started] * n,
+        "night": [night] * n,
+        "verified": [verified] * n,
+    }
+    columns["metric"] = [float("nan") if m is None else m for m in columns.get("metric", [])]
+    return run_row, columns
+
+
+_FROM_SUMMARY = (
+    "command",
+    "scope",
+    "failed",
+    "synthetic",
+    "host",
+    "git_commit",
+    "versions",
+    "config",
+    "program",
+)
+
+
+def load_history(root: Path, *, check: bool = True, memo: VerifyMemo | None = None) -> History:
+    """Read every run folder under ``root``; ``check=False`` skips the (hashing) verify step.
+    ``memo`` (the evidence site's) skips the per-run work on folders unchanged since the
+    last publish: see :mod:`flows.evidence.memo`."""
     root = Path(root)
     folders = list_runs(root)
     broken: dict[str, list[str]] = {}
     stray: list[str] = []
     incomplete: set[str] = set()
     if check and folders:
-        report = verify(root)
+        report = verify(root, memo=memo)
         broken, stray = _attribute(report.problems, [p.name for p in folders])
         incomplete = set(report.incomplete)
+    kept = memo.root(root) if memo is not None and check else None
     run_rows: list[dict[str, Any]] = []
-    drill_rows: list[dict[str, Any]] = []
+    drill_columns: dict[str, list[Any]] = {name: [] for name in _DRILL_COLUMNS}
     for folder in folders:
         problems = list(broken.get(folder.name, []))
-        run_row, rows = _read_run(folder, problems, folder.name in incomplete, check)
+        entry = kept.get(folder) if kept is not None else None
+        summary = entry.get("rows") if entry is not None else None
+        read = None
+        if isinstance(summary, dict):
+            try:
+                read = _read_run(folder, list(problems), folder.name in incomplete, check, summary)
+            except (TypeError, KeyError, ValueError):  # another shape: read again below
+                summary = None
+        if read is None or summary is None:
+            summary = _summary(folder)
+            read = _read_run(folder, problems, folder.name in incomplete, check, summary)
+        if kept is not None:
+            kept.put(folder, rows=summary)
+        run_row, columns = read
         run_rows.append(run_row)
-        drill_rows += rows
+        for name, values in columns.items():
+            drill_columns[name] += values
     runs = _frame(run_rows, _RUN_COLUMNS)
-    drills = _frame(drill_rows, _DRILL_COLUMNS)
+    drills = _frame(drill_columns, _DRILL_COLUMNS)
     # A run with no readable time cannot be placed on a night; keep it in `runs` only.
     drills = drills[drills["started_at"].notna()].reset_index(drop=True)
     return History(root=root, runs=runs, drills=drills, problems=tuple(stray))
 
 
-def _frame(rows: list[dict[str, Any]], columns: dict[str, str]) -> pd.DataFrame:
+def _frame(
+    rows: list[dict[str, Any]] | dict[str, list[Any]], columns: dict[str, str]
+) -> pd.DataFrame:
+    """Rows (dicts), or columns (lists), as a frame of ``columns``' types."""
     frame = pd.DataFrame(rows, columns=list(columns))
     return frame.astype(columns)
 

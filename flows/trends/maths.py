@@ -73,9 +73,12 @@ def _drill_index(drills: pd.DataFrame) -> pd.Index:
 
 def pass_rates(drills: pd.DataFrame, windows: tuple[int, ...] = (7, 30)) -> pd.DataFrame:
     """Per drill, share of passes among its last N outcomes (``pass_<N>``) and all (``pass_all``)."""
-    done = outcomes(drills)
+    return _pass_rates(outcomes(drills), _drill_index(drills), windows)
+
+
+def _pass_rates(done: pd.DataFrame, index: pd.Index, windows: tuple[int, ...]) -> pd.DataFrame:
     newest_first = done.groupby("drill").cumcount(ascending=False)
-    out = pd.DataFrame(index=_drill_index(drills))
+    out = pd.DataFrame(index=index)
     for window in windows:
         recent = done[newest_first < window]
         out[f"pass_{window}"] = recent.groupby("drill")["passed"].mean()
@@ -87,17 +90,20 @@ def pass_rates(drills: pd.DataFrame, windows: tuple[int, ...] = (7, 30)) -> pd.D
 
 def streaks(drills: pd.DataFrame) -> pd.DataFrame:
     """Per drill, the current run of same-kind outcomes: ``streak`` (count) and ``streak_passing``."""
-    done = outcomes(drills)
+    return _streaks(outcomes(drills), _drill_index(drills))
+
+
+def _streaks(done: pd.DataFrame, index: pd.Index) -> pd.DataFrame:
     if done.empty:
         return pd.DataFrame(
             {"streak": pd.Series(dtype="int64"), "streak_passing": pd.Series(dtype="bool")},
-            index=_drill_index(drills),
+            index=index,
         )
     changed = done["passed"].ne(done.groupby("drill")["passed"].shift())
     block = changed.astype("int64").groupby(done["drill"]).cumsum()
     last_block = block.groupby(done["drill"]).transform("max")
     current = done[block.eq(last_block)]
-    out = pd.DataFrame(index=_drill_index(drills))
+    out = pd.DataFrame(index=index)
     out["streak"] = current.groupby("drill").size()
     out["streak_passing"] = current.groupby("drill")["passed"].last()
     return out
@@ -105,10 +111,13 @@ def streaks(drills: pd.DataFrame) -> pd.DataFrame:
 
 def flips(drills: pd.DataFrame) -> pd.DataFrame:
     """Per drill, ``flips`` between passing and not passing, and ``flip_rate`` per outcome pair."""
-    done = outcomes(drills)
+    return _flips(outcomes(drills), _drill_index(drills))
+
+
+def _flips(done: pd.DataFrame, index: pd.Index) -> pd.DataFrame:
     previous = done.groupby("drill")["passed"].shift()
     flipped = previous.notna() & done["passed"].ne(previous)
-    out = pd.DataFrame(index=_drill_index(drills))
+    out = pd.DataFrame(index=index)
     out["flips"] = flipped.groupby(done["drill"]).sum()
     out["flips"] = out["flips"].fillna(0).astype("int64")
     pairs = (done.groupby("drill").size() - 1).clip(lower=0)
@@ -118,7 +127,10 @@ def flips(drills: pd.DataFrame) -> pd.DataFrame:
 
 def regressions(drills: pd.DataFrame) -> pd.DataFrame:
     """Every first non-passing outcome after a pass, with the run ids either side, oldest first."""
-    done = outcomes(drills)
+    return _regressions(outcomes(drills))
+
+
+def _regressions(done: pd.DataFrame) -> pd.DataFrame:
     by_drill = done.groupby("drill")
     prev_passed = by_drill["passed"].shift()
     prev_run = by_drill["run_id"].shift()
@@ -247,12 +259,13 @@ def drill_summary(
     found = gaps(runs, drills, expected, until)
     nights_missing = int(found["kind"].eq("missing_night").sum())
     per_drill = found[found["kind"].eq("missing_drill")].groupby("drill").size()
+    done, drill_index = outcomes(drills), _drill_index(drills)  # sorted once, not four times
     parts = [
         latest(drills),
-        pass_rates(drills),
-        streaks(drills),
-        flips(drills),
-        regressions(drills).groupby("drill").size().rename("regressions"),
+        _pass_rates(done, drill_index, (7, 30)),
+        _streaks(done, drill_index),
+        _flips(done, drill_index),
+        _regressions(done).groupby("drill").size().rename("regressions"),
         freshness(drills, now),
     ]
     out = pd.concat(parts, axis=1).reindex(index)
