@@ -10,9 +10,14 @@ every request opens a NEW HTTP connection on both sides:
 - supervisord: XML-RPC ``supervisor.stopProcess(name, wait=True)`` over its
   ``inet_http_server`` on 127.0.0.1.
 
-Each kill is sent once the whole tree of 3 processes exists; right at the
-answer the benchmark checks whether any of the 3 is still alive ("tree gone at
-the answer"). It prints both medians, the ratio ours/supervisord (target <= 1.2),
+Each kill is sent once the whole tree of 3 processes exists and both sleeps
+have exec'd, and each restart is waited for the same way before the other side's
+kill: a start answers (on either side) before its sleeps have exec'd, so one
+side's fork and execs used to overlap the other side's next kill (ratio
+1.20-1.31 over 5 runs that way, 1.01-1.15 waiting for them; load ~1 here).
+Right at the answer the benchmark checks whether any of the 3 is still alive
+("tree gone at the answer"). It also times a request that does nothing on each
+side (``GET /healthz``; XML-RPC ``getState``), the same client's HTTP floor. It prints both medians, the ratio ours/supervisord (target <= 1.2),
 both resident memories (ours with its keeper) and the 1-minute load average before
 and after: on a shared 2-CPU machine the ratio moves with the load (0.7 to 2.5 in
 runs under other jobs), so compare runs made under the same load.
@@ -187,13 +192,16 @@ class Theirs:
 
 
 def _tree(leader: int) -> list[psutil.Process] | None:
-    """The leader and its two sleeps, once all three exist."""
+    """The leader and its two sleeps, once all three exist and the sleeps run ``sleep``
+    (exec'd: what a start sets going is over)."""
     try:
         root = psutil.Process(leader)
         procs = [root, *root.children(recursive=True)]
+        if len(procs) < TREE or any(p.cmdline()[:1] != ["sleep"] for p in procs[1:]):
+            return None
     except psutil.NoSuchProcess:
         return None
-    return procs if len(procs) >= TREE else None
+    return procs
 
 
 def _alive(procs: list[psutil.Process]) -> int:
@@ -208,15 +216,25 @@ def _alive(procs: list[psutil.Process]) -> int:
 
 
 def _cycle(side: Ours | Theirs) -> tuple[float, int]:
-    """One kill of a full tree: (round trip ms, processes alive at the answer); then restart."""
-    leader = wait_for(side.leader, 10, "a leader pid", interval=0.002)
-    tree = wait_for(lambda: _tree(leader), 10, "the whole tree", interval=0.002)
+    """One kill of a full tree: (round trip ms, processes alive at the answer); then a
+    restart, waited for until its whole tree runs, so the other side's next kill does not
+    share the machine with this side's fork and execs."""
+    tree = _running_tree(side)
     started = time.perf_counter()
     side.kill()
     took = (time.perf_counter() - started) * 1000
     alive = _alive(tree)
     side.start()
+    _running_tree(side)
     return took, alive
+
+
+def _running_tree(side: Ours | Theirs) -> list[psutil.Process]:
+    leader = wait_for(side.leader, 10, "a leader pid", interval=0.002)
+    tree: list[psutil.Process] = wait_for(
+        lambda: _tree(leader), 10, "the whole tree", interval=0.002
+    )
+    return tree
 
 
 def _start_supervisord(workdir: Path) -> Theirs:
