@@ -95,7 +95,7 @@ class Monitor:
         with self._set_lock:
             for fd in self._watched:  # fd numbers are reused: rebuilt, never diffed
                 self._forget(fd)
-            self._watched = []
+            watched = []
             for prog in self._programs.values():
                 fd = prog.leader_fd
                 if fd >= 0 and prog.name not in busy | self._held:
@@ -103,7 +103,13 @@ class Monitor:
                         self._epoll.register(fd, select.EPOLLIN)
                     except OSError:  # closed by an operation meanwhile; next pass
                         continue
-                    self._watched.append(fd)
+                    watched.append(fd)
+            self._watched = watched
+
+    def watching(self, fd: int) -> bool:
+        """Whether ``fd`` is in the wait set now."""
+        with self._set_lock:
+            return fd in self._watched
 
     def _wait(self, busy: set[str]) -> None:
         """Sleep until a watched leader exits, a backoff is due, or the tick ends."""

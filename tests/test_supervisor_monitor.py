@@ -63,15 +63,15 @@ def test_held_leader_is_out_of_the_wait_set_until_released(watched):
     """hold() removes the leader at once; passes do not put it back, not even after it
     exited; release() lets the next pass watch it again."""
     monitor, prog, passes, child = watched
-    wait_for(lambda: prog.leader_fd in monitor._watched, 10, "the leader in the wait set")
+    wait_for(lambda: monitor.watching(prog.leader_fd), 10, "the leader in the wait set")
     monitor.hold("p")
-    assert prog.leader_fd not in monitor._watched
+    assert not monitor.watching(prog.leader_fd)
     child.send_signal(signal.SIGKILL)
     child.wait()
     monitor.wake()
     passes.after(2)
-    assert prog.leader_fd not in monitor._watched
+    assert not monitor.watching(prog.leader_fd)
     monitor.release("p")
     monitor.wake()
     passes.after(2)
-    assert prog.leader_fd in monitor._watched
+    assert monitor.watching(prog.leader_fd)
