@@ -17,7 +17,9 @@ side's fork and execs used to overlap the other side's next kill (ratio
 1.20-1.31 over 5 runs that way, 1.01-1.15 waiting for them; load ~1 here).
 Right at the answer the benchmark checks whether any of the 3 is still alive
 ("tree gone at the answer"). It also times a request that does nothing on each
-side (``GET /healthz``; XML-RPC ``getState``), the same client's HTTP floor. It prints both medians, the ratio ours/supervisord (target <= 1.2),
+side (``GET /healthz``; XML-RPC ``getState``), the same client's HTTP floor.
+200 cycles by default: the ratio's spread over runs at load ~1 was 0.93-1.18 with
+60 cycles, 1.08-1.14 with 200 (about 15 s a run). It prints both medians, the ratio ours/supervisord (target <= 1.2),
 both resident memories (ours with its keeper) and the 1-minute load average before
 and after: on a shared 2-CPU machine the ratio moves with the load (0.7 to 2.5 in
 runs under other jobs), so compare runs made under the same load.
@@ -271,7 +273,7 @@ def _stop_supervisord(theirs: Theirs) -> None:
         theirs.popen.wait()
 
 
-def main(cycles: int = 60, quiet: bool = False) -> dict[str, Any]:
+def main(cycles: int = 200, quiet: bool = False) -> dict[str, Any]:
     """Interleaved kill cycles on both; print a table unless ``quiet``; return the figures."""
     marker = runner_marker()
     load_before = os.getloadavg()[0]
@@ -360,6 +362,8 @@ def _print(f: dict[str, Any]) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cycles", type=int, default=60, help="kill cycles per side (default 60)")
+    parser.add_argument(
+        "--cycles", type=int, default=200, help="kill cycles per side (default 200)"
+    )
     args = parser.parse_args()
     main(args.cycles)
