@@ -235,10 +235,10 @@ class KillPath:
         if message["type"] != "http.request" or message.get("more_body", False):
             return None
         authorization = content_type = None
-        for key, value in scope["headers"]:
-            if key == b"authorization":
+        for key, value in scope["headers"]:  # the first of a repeated header, as Starlette
+            if key == b"authorization" and authorization is None:
                 authorization = value
-            elif key == b"content-type":
+            elif key == b"content-type" and content_type is None:
                 content_type = value
         if authorization is None:
             return None
@@ -257,7 +257,7 @@ class KillPath:
         return parsed.name, parsed.timeout
 
     async def _answer(self, send: Send, answer: dict[str, Any]) -> None:
-        # as Starlette's JSONResponse renders it
+        # byte for byte what the route's pydantic serialisation gives for a KillResult
         body = json.dumps(
             answer, ensure_ascii=False, allow_nan=False, separators=(",", ":")
         ).encode()

@@ -97,8 +97,10 @@ class ProcessManager:
         self._held_lines: deque[tuple[str, tuple[Any, ...]]] = deque()
         # programs a kill on the loop stopped whose place is removed after the answer
         self._release_due: set[str] = set()
-        # adopted descendants a kill on the loop left as zombies, reaped after the answer
+        # adopted descendants a kill on the loop left as zombies, reaped after the answer;
+        # the lock makes each reaped once, by after_answer or by the monitor's pass
         self._reap_due: set[int] = set()
+        self._reap_lock = threading.Lock()
         self._become_subreaper = become_subreaper
         self.monitor = Monitor(
             self.programs,
@@ -225,8 +227,9 @@ class ProcessManager:
         """What ``kill_async`` left for after its answer: reaping the adopted descendants
         (zombies, dead at the answer), the held state rows and log lines, and removing the
         stopped program's empty place."""
-        while self._reap_due:
-            proc.reap(self._reap_due.pop())
+        with self._reap_lock:
+            while self._reap_due:
+                proc.reap(self._reap_due.pop())
         try:
             self.db.flush()
         except StateDBError as exc:
@@ -429,7 +432,8 @@ class ProcessManager:
             for pid in adopted:
                 proc.reap(pid)  # adopted descendants are our zombies now; the leader is Popen's
         else:
-            self._reap_due.update(adopted)
+            with self._reap_lock:
+                self._reap_due.update(adopted)
         if result.survivors:
             log.error("event=survivors program=%s pids=%s", prog.name, result.survivors)
         elif release:
@@ -460,7 +464,9 @@ class ProcessManager:
         owned.add(self._keeper.pid or 0)
         for info in (proc.scan() if procs is None else procs).values():
             if info.ppid == me and info.zombie and info.pid not in owned:
-                proc.reap(info.pid)
+                with self._reap_lock:  # a kill's deferred reap is this pass's now
+                    self._reap_due.discard(info.pid)
+                    proc.reap(info.pid)
 
     def _on_exit(self, prog: Program) -> None:
         """The leader exited while nobody asked: stop what is left, then back off or give up."""

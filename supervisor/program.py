@@ -72,25 +72,44 @@ def resolve_python(command: tuple[str, ...]) -> list[str]:
     return list(command)
 
 
+_EXEC_HEADERS = (b"\x7fELF", b"#!")  # what execve runs (no binfmt_misc formats here)
+
+
 def check_executable(name: str, env: Mapping[str, str], cwd: str | None) -> None:
-    """Raise what ``execvp`` would fail with (``FileNotFoundError``, ``PermissionError``)
-    when ``name`` cannot be executed: searched on ``env``'s PATH unless it has a slash,
-    relative paths from ``cwd``. The containment may exec it from a first image of its
-    own (cgroup: ``sh``), where a failed exec is only an exit status; checked here, a
-    missing command still fails the start with the OS error."""
+    """Raise what ``subprocess.Popen`` would fail with (``FileNotFoundError``,
+    ``PermissionError``, ``OSError`` ENOEXEC) when ``name`` cannot be executed: searched
+    on ``env``'s PATH unless it has a slash, relative paths from ``cwd``, the first error
+    of the search kept as Popen keeps it. The containment may exec it from a first image
+    of its own (cgroup: ``sh``), where a failed exec is only an exit status and a file
+    without ``#!`` would run as a shell script; checked here, such a command still
+    fails the start with the OS error."""
     base = cwd if cwd is not None else os.getcwd()
     if "/" in name:
         candidates = [os.path.join(base, name)]
     else:
         dirs = env.get("PATH", os.defpath).split(os.pathsep)
         candidates = [os.path.join(base, d or ".", name) for d in dirs]
-    denied = False
+    first: int | None = None
     for path in candidates:
-        if os.path.isfile(path):
-            if os.access(path, os.X_OK):
-                return
-            denied = True
-        elif os.path.isdir(path) and "/" in name:
-            denied = True
-    code = errno.EACCES if denied else errno.ENOENT
-    raise (PermissionError if denied else FileNotFoundError)(code, os.strerror(code), name)
+        if os.path.isdir(path):
+            code = errno.EACCES
+        elif not os.path.isfile(path):
+            continue  # ENOENT: the search goes on, and reports it only if nothing else
+        elif not os.access(path, os.X_OK):
+            code = errno.EACCES
+        elif not _has_exec_header(path):
+            code = errno.ENOEXEC
+        else:
+            return
+        first = code if first is None else first
+    code = errno.ENOENT if first is None else first
+    kind = {errno.ENOENT: FileNotFoundError, errno.EACCES: PermissionError}.get(code, OSError)
+    raise kind(code, os.strerror(code), name)
+
+
+def _has_exec_header(path: str) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(4).startswith(_EXEC_HEADERS)
+    except OSError:
+        return True  # unreadable but executable: only exec itself can tell

@@ -1,7 +1,8 @@
 """check_executable fails exactly as exec would, so a missing command still fails a start.
 
-Under cgroup containment the leader's first image is ``sh``, which joins the cgroup
-and then execs the program; a failed exec there is only an exit status. The check
+Under cgroup containment the leader's first image is ``sh``, which waits until the
+supervisor has put it in the program's cgroup and then execs the program; a failed
+exec there is only an exit status, and ``sh`` runs a file without ``#!`` as a script. The check
 runs first and must raise what ``subprocess.Popen`` itself raises for the same
 command, which each case here compares against a real ``Popen`` call.
 """
@@ -42,6 +43,9 @@ def place(tmp_path: Path) -> tuple[dict[str, str], str]:
     runnable.write_text("#!/bin/sh\nsleep 5\n")
     runnable.chmod(0o755)
     (bin_dir / "not-executable").write_text("#!/bin/sh\n")
+    no_shebang = bin_dir / "no-shebang"
+    no_shebang.write_text("echo run by sh\n")
+    no_shebang.chmod(0o755)
     (bin_dir / "a-directory").mkdir()
     return {"PATH": f"{bin_dir}:/usr/bin:/bin"}, str(tmp_path)
 
@@ -55,6 +59,9 @@ CASES = [
     "bin/not-executable",
     "not-executable",
     "bin/a-directory",
+    "a-directory",
+    "bin/no-shebang",
+    "no-shebang",
     "sleep",
 ]
 

@@ -135,6 +135,15 @@ DECLINED = {
         b'{"name": "tree"}',
     ),
     "malformed json": (GOOD, b'{"name": "tree"'),
+    # a repeated header counts by its first value, as Starlette and HTTPBearer read it
+    "wrong token first, right token second": (
+        [(b"authorization", b"Bearer wrong-wrong-wrong-wrong-wrong"), *GOOD],
+        b'{"name": "tree"}',
+    ),
+    "text/plain first, json second": (
+        [GOOD[0], (b"content-type", b"text/plain"), GOOD[1]],
+        b'{"name": "tree"}',
+    ),
     "unknown field": (GOOD, b'{"name": "tree", "force": true}'),
     "timeout out of range": (GOOD, b'{"name": "tree", "timeout": 0}'),
     "timeout as a string": (GOOD, b'{"name": "tree", "timeout": "2"}'),

@@ -100,27 +100,29 @@ class _Warnings(logging.Handler):
         self.lines.append(f"{record.levelname} - {record.getMessage()}")
 
 
-def _cache_templates(theme: Any, folder: Path) -> None:
-    """Jinja keeps the theme's compiled templates in ``folder`` between publishes (keyed
-    by each template's path and checked against its source): compiling Material's
-    templates was a fifth of every build."""
+def _cache_templates(theme: Any) -> None:
+    """Jinja keeps the theme's compiled templates between publishes (keyed by each
+    template's path and checked against its source): compiling Material's templates was
+    a fifth of every build. The cache is Jinja's own per-user folder (mode 0700, owner
+    checked: ``_jinja2-cache-<uid>`` in the temp dir), never the site folder: its
+    files are marshalled code that the next publish would run, and the site folder is
+    the one anybody serving or copying the site may write."""
     import jinja2
 
-    folder.mkdir(parents=True, exist_ok=True)
     make = theme.get_env
 
     def get_env() -> jinja2.Environment:
         env: jinja2.Environment = make()
-        env.bytecode_cache = jinja2.FileSystemBytecodeCache(str(folder))
+        env.bytecode_cache = jinja2.FileSystemBytecodeCache()
         return env
 
     setattr(theme, "get_env", get_env)  # noqa: B010  # the build's own Theme, this build only
 
 
-def run_mkdocs(config: Path, out: Path, templates: Path | None = None) -> None:
+def run_mkdocs(config: Path, out: Path, cache_templates: bool = False) -> None:
     """``mkdocs build --strict`` of ``config`` into ``out``, in this process (a child
     interpreter cost a second per publish); EvidenceError with its warnings.
-    ``templates`` keeps the compiled theme templates from one publish to the next."""
+    ``cache_templates`` keeps the compiled theme templates from one publish to the next."""
     from mkdocs.commands.build import build
     from mkdocs.config import load_config
     from mkdocs.exceptions import MkDocsException
@@ -132,8 +134,8 @@ def run_mkdocs(config: Path, out: Path, templates: Path | None = None) -> None:
         cfg = load_config(str(config), site_dir=str(out), strict=True)
         # no site_url, so no sitemap: not rendered (then dropped) on every publish
         cfg.theme.static_templates.discard("sitemap.xml")
-        if templates is not None:
-            _cache_templates(cfg.theme, templates)
+        if cache_templates:
+            _cache_templates(cfg.theme)
         cfg.plugins.on_startup(command="build", dirty=False)
         try:
             build(cfg)

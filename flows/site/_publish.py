@@ -70,7 +70,6 @@ log = logging.getLogger("flows.site")
 
 STATE = ".publish-state.json"
 REFERENCE_CACHE = ".reference-cache.json"
-TEMPLATE_CACHE = ".template-cache"  # Jinja's compiled theme templates
 # Bump when the run or log page layout changes: every cached page is rendered again.
 PAGE_VERSION = "run-page-5"
 HANDWRITTEN_SKIP = {GENERATED, "index.md", "about.md", "stylesheets"}
@@ -385,7 +384,7 @@ def publish_histories(
         _stage_docs(docs, sections, extra, now, site_dir / REFERENCE_CACHE)
         config = _build.write_config(stage, list(histories), site_status(sections, now)[0])
         built = Path(tmp) / "built"
-        _build.run_mkdocs(config, built, site_dir / TEMPLATE_CACHE)
+        _build.run_mkdocs(config, built, cache_templates=True)
         _build.drop_sitemap(built)
         _build.add_to_search(built, (e for s in sections for e in _search_entries(s)))
         _build.merge(built, site_dir)

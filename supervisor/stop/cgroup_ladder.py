@@ -204,9 +204,12 @@ def ladder(
             result.survivors = sorted(procs(cgroup))
         # a process leaves its cgroup a moment before it becomes a zombie its parent can
         # reap; wait for the pidfds too, so the leader's exit status is there to collect
+        # (a wait may end early: run_async's hold on the loop is shorter; so each fd is
+        # waited for until it is readable or the deadline has passed)
+        end = time.monotonic() + KILL_PHASE_LIMIT_S
         for fd in signaller.followed:
-            if not result.survivors and not _readable(fd):
-                yield fd, KILL_PHASE_LIMIT_S
+            while not result.survivors and not _readable(fd) and time.monotonic() < end:
+                yield fd, end - time.monotonic()
         return result
     finally:
         signaller.close()
