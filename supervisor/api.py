@@ -178,17 +178,22 @@ class BodyLimit:
 
     async def _reject(self, send: Send) -> None:
         body = json.dumps({"detail": f"request body over {self.limit} bytes"}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await _send_json(send, 413, body)
+
+
+async def _send_json(send: Send, status: int, body: bytes) -> None:
+    """One whole JSON answer in raw ASGI (the guards and ``KillPath`` answer without FastAPI)."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 class KillPath:
@@ -206,15 +211,20 @@ class KillPath:
             await self.app(scope, receive, send)
             return
         message = await receive()  # BodyLimit, outside, hands over the whole body at once
-        body = self._body(scope, message)
-        if body is not None:
+        asked = self._body(scope, message)
+        if asked is not None:
             try:
-                answer = await self.manager.kill_async(*body)
+                answer = await self.manager.kill_async(*asked)
             except (UnknownProgram, AmbiguousProgram):
                 pass  # nothing was touched: the route raises it again and answers
             else:
                 try:
-                    await self._answer(send, answer)
+                    # byte for byte what the route's pydantic serialisation gives for a
+                    # KillResult
+                    body = json.dumps(
+                        answer, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+                    ).encode()
+                    await _send_json(send, 200, body)
                 finally:  # sent or not, the kill is done: its held work is due either way
                     await self.manager.after_answer()
                 return
@@ -255,23 +265,6 @@ class KillPath:
         except ValueError:
             return None
         return parsed.name, parsed.timeout
-
-    async def _answer(self, send: Send, answer: dict[str, Any]) -> None:
-        # byte for byte what the route's pydantic serialisation gives for a KillResult
-        body = json.dumps(
-            answer, ensure_ascii=False, allow_nan=False, separators=(",", ":")
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
 
 
 def _media_type(content_type: bytes) -> str:
