@@ -23,6 +23,7 @@ from supervisor.manager import ProcessManager
 from supervisor.statedb import StateDB
 from supervisor.stop.containment import choose
 from supervisor.stop.instance import new_instance
+from tests.conftest import wait_for
 
 TOKEN = "kill-path-test-token-0123456789"
 CONFIG = """\
@@ -76,13 +77,14 @@ def _tree(manager: ProcessManager, name: str) -> list[psutil.Process]:
     leader = manager.programs[name].popen
     assert leader is not None, f"{name} is not running"
     want = 3 if name == "tree" else 1
-    for _ in range(500):
+
+    def grown() -> list[psutil.Process] | None:
         procs = [psutil.Process(leader.pid)]
         procs += procs[0].children(recursive=True)
-        if len(procs) >= want:
-            return procs
-        psutil.wait_procs([], timeout=0.01)
-    raise AssertionError(f"{name}: the tree never grew to {want} processes")
+        return procs if len(procs) >= want else None
+
+    tree: list[psutil.Process] = wait_for(grown, 5, f"{name}'s tree of {want} processes")
+    return tree
 
 
 def _post(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +16,7 @@ import pytest
 import uvicorn
 
 from supervisor.protocol import CorkedHttpTools
+from tests.conftest import wait_for
 
 GAP_S = 0.1  # under the cork's 200 ms ceiling
 
@@ -42,10 +42,7 @@ def server(request) -> Iterator[tuple[int, bool]]:
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not srv.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        thread.join(0.01)
+    wait_for(lambda: srv.started, 10, "uvicorn started")
     try:
         yield sock.getsockname()[1], request.param is CorkedHttpTools
     finally:
