@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from flows.evidence import (
     RunWriter,
     new_run_dir,
 )
+from tests.conftest import run_flows
 
 REPO = Path(__file__).resolve().parent.parent
 T0 = datetime(2026, 11, 28, 2, 0, 0, tzinfo=UTC)
@@ -66,11 +66,5 @@ def leftovers(folder: Path) -> list[str]:
     return [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]
 
 
-def cli_verify(path: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "flows", "verify", str(path)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+def cli_verify(path: Path) -> subprocess.CompletedProcess[str]:
+    return run_flows("verify", str(path), timeout=60)

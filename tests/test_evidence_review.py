@@ -23,17 +23,8 @@ from flows.evidence.merkle import verify_consistency, verify_inclusion
 from flows.evidence.synthetic import write_synthetic_runs
 from flows.evidence.writer import batched_log
 from flows.site._attest import attest_block
+from tests.conftest import run_flows
 from tests.evidence_helpers import REPO, T0, make_run, run_drill
-
-
-def _flows(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "flows", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def _checkpoint(root: Path) -> dict:
@@ -102,7 +93,7 @@ def test_a_root_stripped_of_its_log_and_signatures_is_broken_with_key_or_since(t
     assert "log/entries.jsonl is missing, but the root is signed" in problems
     assert f"--since {head['size']}:{head['root_sha256'][:12]}…: there is no log" in problems
     assert not verify(root).ok  # evidence-key.pub is still in the root
-    cli = _flows("verify", str(root), "--key", str(pub), "--since", since)
+    cli = run_flows("verify", str(root), "--key", str(pub), "--since", since)
     assert cli.returncode == 1, cli.stdout + cli.stderr
     assert "the log was deleted" in cli.stdout
 
@@ -150,7 +141,7 @@ def test_an_unsigned_leaf_logged_after_a_signed_one_is_a_downgrade(tmp_path):
 
 def test_verify_prove_prints_an_inclusion_proof_and_consistency_proofs_that_check(tmp_path):
     runs = [make_run(tmp_path, day) for day in range(5)]
-    out = _flows("verify", str(runs[1]), "--prove")
+    out = run_flows("verify", str(runs[1]), "--prove")
     assert out.returncode == 0, out.stdout + out.stderr
     proofs = json.loads(out.stdout)
     head = _checkpoint(tmp_path)
@@ -175,7 +166,7 @@ def test_verify_prove_prints_an_inclusion_proof_and_consistency_proofs_that_chec
         assert not verify_consistency(c["old_size"], 5, hops, old[::-1], root)
 
     (runs[3] / "drill_api_kill.log").write_text("edited\n")
-    broken = _flows("verify", str(tmp_path), "--prove")
+    broken = run_flows("verify", str(tmp_path), "--prove")
     assert broken.returncode == 1
     assert "verify: BROKEN" in broken.stdout and '"consistency"' not in broken.stdout
 
@@ -226,13 +217,13 @@ def test_the_docs_snippet_checks_runs_against_signed_checkpoints_and_rejects_a_f
 def test_synth_signs_with_the_published_synthetic_key_and_marks_the_statement(tmp_path):
     real = load_signing_key()  # the conftest's stand-in for the user's key
     root = tmp_path / "demo"
-    made = _flows("synth", "--artifacts", str(root), "--runs", "3", "--seed", "4")
+    made = run_flows("synth", "--artifacts", str(root), "--runs", "3", "--seed", "4")
     assert made.returncode == 0, made.stderr
     pub = (root / "evidence-key.pub").read_bytes()
     assert pub == synthetic_key().public.pem and pub != real.public.pem
     run = sorted(root.glob("chaos-drill-*"))[0]
     assert _statement(run)["predicate"]["synthetic"] is True
-    checked = _flows("verify", str(root))
+    checked = run_flows("verify", str(root))
     assert checked.returncode == 0, checked.stdout
     assert f"key: {synthetic_key().keyid} (the published synthetic key" in checked.stdout
     snippet = _run_snippet(root, run)
@@ -241,11 +232,11 @@ def test_synth_signs_with_the_published_synthetic_key_and_marks_the_statement(tm
     assert "published synthetic key" in attest_block(run)
 
     mine = tmp_path / "mine.pem"
-    given = _flows("synth", "--artifacts", str(tmp_path / "b"), "--runs", "1",
+    given = run_flows("synth", "--artifacts", str(tmp_path / "b"), "--runs", "1",
                    "--signing-key", str(mine))  # fmt: skip
     assert given.returncode == 0, given.stderr
     assert (tmp_path / "b" / "evidence-key.pub").read_bytes() == (load_signing_key(mine).public.pem)
-    mixed = _flows("synth", "--artifacts", str(tmp_path / "b"), "--runs", "1")
+    mixed = run_flows("synth", "--artifacts", str(tmp_path / "b"), "--runs", "1")
     assert mixed.returncode == 2
     assert "is signed by key" in mixed.stderr and "--signing-key" in mixed.stderr
 
@@ -258,11 +249,11 @@ def test_a_real_run_statement_carries_no_synthetic_marker(tmp_path):
 
 
 def test_verify_and_synth_help_explain_states_exit_codes_and_options():
-    text = " ".join(_flows("verify", "--help").stdout.split())  # argparse wraps lines
+    text = " ".join(run_flows("verify", "--help").stdout.split())  # argparse wraps lines
     for needed in ("INCOMPLETE", "BROKEN", "never sealed", "home page", "checkpoint: size N root H",
                    "--prove", "0 intact", "1 BROKEN", "examples:"):  # fmt: skip
         assert needed in text, needed
-    synth = " ".join(_flows("synth", "--help").stdout.split())
+    synth = " ".join(run_flows("synth", "--help").stdout.split())
     assert "same seed, same history" in synth
     assert "how many runs" in synth
     assert "never your real evidence key" in synth

@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from flows.evidence import writer as writer_module
 from flows.evidence.junit import build_junit
 from flows.evidence.keys import load_signing_key
 from flows.evidence.synthetic import write_synthetic_runs
+from tests.conftest import run_flows
 from tests.evidence_helpers import (
     DRILLS,
     REPO,
@@ -203,16 +203,6 @@ def test_a_real_history_has_no_synthetic_warning(tmp_path):
 # --- CLI: synth, and verify of a failed run ----------------------------------------------
 
 
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "flows", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def test_cli_verify_exits_0_for_an_intact_run_whose_verdict_is_fail(tmp_path):
     """A failed drill is intact evidence of a failure, not broken evidence."""
     writer = RunWriter(new_run_dir(tmp_path, now=T0), drills=DRILLS, command="t", config=None)
@@ -227,7 +217,7 @@ def test_cli_verify_exits_0_for_an_intact_run_whose_verdict_is_fail(tmp_path):
 def test_cli_synth_exit_codes_and_a_history_verify_names_as_synthetic(tmp_path):
     """0 written (and verify lists the runs as synthetic), 2 for a bad count or root."""
     root = tmp_path / "demo"
-    made = cli("synth", "--artifacts", str(root), "--runs", "4", "--seed", "2")
+    made = run_flows("synth", "--artifacts", str(root), "--runs", "4", "--seed", "2")
     assert made.returncode == 0, made.stdout + made.stderr
     assert f"synth: wrote 4 run folder(s) under {root}" in made.stdout
     checked = cli_verify(root)
@@ -237,11 +227,11 @@ def test_cli_synth_exit_codes_and_a_history_verify_names_as_synthetic(tmp_path):
         r"^OK chaos-drill-\S+ \(\d+ files, signed, log #\d+, synthetic\)$", checked.stdout, re.M
     )
 
-    negative = cli("synth", "--artifacts", str(root), "--runs", "-1")
+    negative = run_flows("synth", "--artifacts", str(root), "--runs", "-1")
     assert negative.returncode == 2
     assert "--runs must be 0 or more, got -1" in negative.stderr
     (tmp_path / "a-file").write_text("not a folder")
-    blocked = cli("synth", "--artifacts", str(tmp_path / "a-file"), "--runs", "2")
+    blocked = run_flows("synth", "--artifacts", str(tmp_path / "a-file"), "--runs", "2")
     assert blocked.returncode == 2
     assert f"cannot create a run folder in {tmp_path / 'a-file'}" in blocked.stderr
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,14 +11,9 @@ from flows import registry
 from flows.drills import DRILL_IDS, DRILLS, KEY_METRICS
 from flows.errors import UnknownDrillError
 from flows.site._reference import reference_page
+from tests.conftest import run_flows
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def flows_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "flows", *args], capture_output=True, text=True, cwd=REPO, timeout=60
-    )
 
 
 def test_reference_lists_every_drill_route_and_command() -> None:
@@ -72,17 +66,17 @@ def test_unknown_drill_id_is_refused_naming_the_valid_ones() -> None:
 def test_cli_lists_the_drills_and_states_the_exit_codes() -> None:
     """``python -m flows drills`` prints each drill's id, title, metric and unit; ``--help``
     carries the exit-code rule; an unknown ``--drill`` is a usage error (2)."""
-    listed = flows_cli("drills")
+    listed = run_flows("drills", timeout=60)
     assert listed.returncode == 0, listed.stderr
     lines = listed.stdout.splitlines()
     assert lines[0].split() == ["id", "title", "key", "metric", "unit"]
     for info, line in zip(registry.DRILLS, lines[1:], strict=True):
         assert line.split()[0] == info.id and info.title in line
         assert line.split()[-2:] == [info.metric, info.unit]
-    helped = flows_cli("--help")
+    helped = run_flows("--help", timeout=60)
     assert "exit codes (every command):" in helped.stdout
     assert "2  usage or environment errors" in helped.stdout
-    refused = flows_cli("run", "--drill", "nope")
+    refused = run_flows("run", "--drill", "nope", timeout=60)
     assert refused.returncode == 2 and "invalid choice: 'nope'" in refused.stderr
 
 
