@@ -50,6 +50,16 @@ def _evidence_signing_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 # ----- small helpers --------------------------------------------------------
 
+CHROMIUM = Path("/usr/bin/chromium")
+# the marks of a module that drives Debian's chromium through playwright
+NEEDS_CHROMIUM = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="/usr/bin/chromium missing: `apt-get install chromium` (make test does it as root)",
+    ),
+]
+
 
 def flows_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "flows", *args]

@@ -20,16 +20,10 @@ import pytest
 
 from flows import registry
 from flows.site import publish, run_page_url
+from tests.conftest import CHROMIUM, NEEDS_CHROMIUM
 from tests.test_site_marks import drifting, marked, write_history
 
-CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="/usr/bin/chromium missing: `apt-get install chromium` (make test does it as root)",
-    ),
-]
+pytestmark = NEEDS_CHROMIUM
 sync_api = pytest.importorskip("playwright.sync_api", reason="PyPI playwright not installed")
 
 

@@ -15,17 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import CHROMIUM, NEEDS_CHROMIUM, free_port
 from tests.test_deploy import start_serve, stop_serve, wait_for
 
-CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="/usr/bin/chromium missing: `apt-get install chromium` (make test does it as root)",
-    ),
-]
+pytestmark = NEEDS_CHROMIUM
 sync_api = pytest.importorskip("playwright.sync_api", reason="PyPI playwright not installed")
 
 
