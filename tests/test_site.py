@@ -13,12 +13,19 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
+from flows.cli import build_parser
 from flows.errors import EvidenceError
 from flows.evidence.synthetic import write_synthetic_runs
 from flows.site import cmd_publish, publish, run_page_url
 from flows.trends import maths as trends
 from flows.trends.history import load_history
 from tests.conftest import run_flows
+
+
+def _publish_cli(root: Path, site: Path, *flags: str) -> int:
+    """``python -m flows publish`` in this process, through the real parser and its defaults."""
+    argv = ["publish", "--artifacts", str(root), "--site-dir", str(site), *flags]
+    return cmd_publish(build_parser().parse_args(argv))
 
 
 class _Refs(HTMLParser):
@@ -234,13 +241,7 @@ def test_cli_publish_no_build_writes_the_sources_only(tmp_path):
     root = tmp_path / "artifacts"
     write_synthetic_runs(root, 3, seed=4)
 
-    class Args:
-        artifacts = str(root)
-        site_dir = str(tmp_path / "out")
-        no_build = True
-        stale_hours = 26.0
-
-    assert cmd_publish(Args()) == 0
+    assert _publish_cli(root, tmp_path / "out", "--no-build") == 0
     out = tmp_path / "out"
     assert (out / "generated" / "home.md").is_file()
     assert len(list((out / "generated" / "runs").glob("*/index.html"))) == 3
@@ -268,13 +269,7 @@ def test_cli_publish_exits_1_when_a_run_does_not_verify(tmp_path, capsys):
     )
     (victim / "drill_bad_input.log").write_text("PASS: trust me\n")
 
-    class Args:
-        artifacts = str(root)
-        site_dir = str(tmp_path / "site")
-        no_build = False
-        stale_hours = 26.0
-
-    assert cmd_publish(Args()) == 1
+    assert _publish_cli(root, tmp_path / "site") == 1
     assert (tmp_path / "site" / run_page_url(victim.name) / "index.html").is_file()
     assert f"1 run(s) do not verify ({victim.name})" in capsys.readouterr().err
 
@@ -316,13 +311,7 @@ def test_a_deleted_newest_run_breaks_the_log_and_publish_says_so(tmp_path, capsy
     problems = load_history(root).problems
     assert problems, "verify finds the log broken"
 
-    class Args:
-        artifacts = str(root)
-        site_dir = str(tmp_path / "out")
-        no_build = True
-        stale_hours = 26.0
-
-    assert cmd_publish(Args()) == 1
+    assert _publish_cli(root, tmp_path / "out", "--no-build") == 1
     err = capsys.readouterr().err
     assert f"the evidence log does not verify ({len(problems)} problem(s))" in err
     home = (tmp_path / "out" / "generated" / "home.md").read_text()
