@@ -32,9 +32,11 @@ from flows.evidence.layout import (
     INCLUSION,
     MANIFEST,
     RESULTS,
+    digest_mismatches,
     read_json,
     run_key,
     run_names,
+    short_digest,
 )
 from flows.evidence.log import Entry, checkpoint_name, parse_entries
 
@@ -74,10 +76,6 @@ def parse_since(value: str) -> tuple[int, str]:
     return int(size), root.lower()
 
 
-def _short(value: object) -> str:
-    return f"{str(value)[:12]}…"
-
-
 def _check_statement(
     run_dir: Path, raw: bytes, key: PublicKey, actual: dict[str, str]
 ) -> list[str]:
@@ -102,19 +100,16 @@ def _check_statement(
             )
             break
         signed[rel] = str(subject.get("digest", {}).get("sha256"))
-    for rel, digest in signed.items():
-        if rel not in actual:
+    for rel, want, found in digest_mismatches(signed, actual):
+        if found is None:
             problems.append(f"{name}: {rel} is missing; the signed statement lists it")
-        elif actual[rel] != digest:
+        elif want is None:
+            problems.append(f"{name}: {rel} is not in the signed statement (added after signing)")
+        else:
             problems.append(
                 f"{name}: {rel} differs from the signed statement "
-                f"(sha256 signed {_short(digest)}, found {_short(actual[rel])})"
+                f"(sha256 signed {short_digest(want)}, found {short_digest(found)})"
             )
-    problems += [
-        f"{name}: {rel} is not in the signed statement (added after signing)"
-        for rel in actual
-        if rel not in signed
-    ]
     return problems
 
 
@@ -139,7 +134,7 @@ def check_criteria(run_dir: Path) -> list[str]:
     if results.get("criteria_sha256") != found:
         problems.append(
             f"{name}: {CRITERIA} changed after it was sealed (the run committed to sha256 "
-            f"{_short(results.get('criteria_sha256'))}, the file is {_short(found)})"
+            f"{short_digest(results.get('criteria_sha256'))}, the file is {short_digest(found)})"
         )
     sealed: dict[str, str] = {}
     for entry in criteria.get("drills", []):
@@ -158,7 +153,7 @@ def check_criteria(run_dir: Path) -> list[str]:
         if ran != sealed.get(drill.get("id")):
             problems.append(
                 f"{name}: drill {drill.get('id')} ran under criteria other than the sealed "
-                f"ones (ran under {_short(ran)}, sealed {_short(sealed.get(drill.get('id')))})"
+                f"ones (ran under {short_digest(ran)}, sealed {short_digest(sealed.get(drill.get('id')))})"
             )
         started = _when(drill.get("started_at"))
         if sealed_at is not None and started is not None and started < sealed_at:
@@ -227,7 +222,7 @@ def _check_entries(
                 f"(entry {other.index}): runs swapped or renamed"
                 if other is not None
                 else f"{where}: {entry.leaf} does not match the log (sha256 logged "
-                f"{_short(entry.leaf_sha256)}, found {_short(digest)}): replaced after logging"
+                f"{short_digest(entry.leaf_sha256)}, found {short_digest(digest)}): replaced after logging"
             )
             out.runs.setdefault(entry.run_id, []).append(problem)
         hashes.append(leaf_hash)
@@ -261,7 +256,7 @@ def _check_log(
         )
         if since is not None:
             out.root.append(
-                f"--since {since[0]}:{_short(since[1])}: there is no log to extend that "
+                f"--since {since[0]}:{short_digest(since[1])}: there is no log to extend that "
                 "checkpoint: the log was deleted"
             )
         return
@@ -300,8 +295,8 @@ def _check_log(
     tree = merkle.Tree([h for h in got.hashes[:size] if h is not None])
     if tree.root().hex() != root_hex:
         out.root.append(
-            f"the Merkle root of {ENTRIES} ({_short(tree.root().hex())}) is not the one "
-            f"{CHECKPOINT} signs ({_short(root_hex)}): the history was rewritten after signing"
+            f"the Merkle root of {ENTRIES} ({short_digest(tree.root().hex())}) is not the one "
+            f"{CHECKPOINT} signs ({short_digest(root_hex)}): the history was rewritten after signing"
         )
         return
     out.tree = tree
@@ -353,7 +348,7 @@ def _check_older(
             old_size, size, proof, bytes.fromhex(old_root), tree.root()
         ):
             out.root.append(
-                f"{rel} (size {old_size}, root {_short(old_root)}): the current log is not an "
+                f"{rel} (size {old_size}, root {short_digest(old_root)}): the current log is not an "
                 f"extension of it: its first {old_size} entries were rewritten"
             )
 
@@ -473,7 +468,7 @@ def audit(
         out.runs[run.name] = list(checked[run.name].problems)
     if since is not None and key is None:
         out.root.append(
-            f"--since {since[0]}:{_short(since[1])} names a signed checkpoint, but there is "
+            f"--since {since[0]}:{short_digest(since[1])} names a signed checkpoint, but there is "
             f"no public key to check the log with: {root / PUBLIC_KEY} is missing (removed "
             "with the signatures?); pass the signer's key with --key"
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,27 @@ ENTRIES = "log/entries.jsonl"
 CHECKPOINT = "log/checkpoint.dsse.json"
 CHECKPOINTS = "log/checkpoints"
 HOSTS = "hosts"  # a multi-host root: hosts/<hostname>/ each a root of its own
+
+
+def short_digest(value: object) -> str:
+    """A digest as problems quote it: its first 12 characters."""
+    return f"{str(value)[:12]}…"
+
+
+def digest_mismatches(
+    expected: Mapping[str, str], actual: Mapping[str, str]
+) -> Iterator[tuple[str, str | None, str | None]]:
+    """(path, expected sha256, found sha256) of every file that differs: found None when it
+    is missing, expected None when it is extra; missing and changed files in ``expected``'s
+    order, then the extra ones in ``actual``'s."""
+    for rel, digest in expected.items():
+        if rel not in actual:
+            yield rel, digest, None
+        elif actual[rel] != digest:
+            yield rel, digest, actual[rel]
+    for rel in actual:
+        if rel not in expected:
+            yield rel, None, actual[rel]
 
 
 def drill_log_name(drill_id: str) -> str:

@@ -45,10 +45,12 @@ from flows.evidence.layout import (
     MANIFEST,
     RESULTS,
     RUN_PREFIX,
+    digest_mismatches,
     hash_tree,
     list_runs,
     load_results,
     read_json,
+    short_digest,
 )
 from flows.evidence.memo import VerifyMemo, content_digest
 
@@ -85,10 +87,6 @@ class VerifyReport:
         return not self.problems
 
 
-def _short(digest: object) -> str:
-    return f"{str(digest)[:12]}…"
-
-
 def _results_facts(run_dir: Path) -> tuple[object, bool]:
     """(status, synthetic) from a run's ``results.json``; (None, False) when unreadable."""
     try:
@@ -122,15 +120,16 @@ def _check_files(
         )
     expected = manifest["files"]
     actual = {rel: digest for rel, digest in tree.items() if rel != MANIFEST}
-    for rel, digest in expected.items():
-        if rel not in actual:
+    for rel, want, found in digest_mismatches(expected, actual):
+        if found is None:
             problems.append(f"{name}: missing file {rel}")
-        elif actual[rel] != digest:
+        elif want is None:
+            problems.append(f"{name}: extra file {rel}")
+        else:
             problems.append(
                 f"{name}: changed file {rel} "
-                f"(sha256 expected {_short(digest)}, found {_short(actual[rel])})"
+                f"(sha256 expected {short_digest(want)}, found {short_digest(found)})"
             )
-    problems += [f"{name}: extra file {rel}" for rel in actual if rel not in expected]
     if not problems and status != "complete":
         problems.append(f"{name}: results.json says status {status!r} but the run is sealed")
     return len(expected), problems, manifest
@@ -162,7 +161,7 @@ def _check_link(
     if found != previous.get("manifest_sha256"):
         return [
             f"{name}: chain broken: manifest of previous run {prev_id} changed "
-            f"(sha256 expected {_short(previous.get('manifest_sha256'))}, found {_short(found)})"
+            f"(sha256 expected {short_digest(previous.get('manifest_sha256'))}, found {short_digest(found)})"
         ]
     return []
 
